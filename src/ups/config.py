@@ -1,0 +1,354 @@
+"""Load, validate and override the YAML config; hash the parts each stage depends on.
+
+The config is validated once, on load, so that a typo or a negative epoch count
+fails in the first second with one line naming the key — not an hour into a run.
+Sections mirror the seed's configs (`data`, `latent`, `operator.pdet`, `diffusion`,
+`training`, `stages`, `logging.wandb`) plus `checkpoint` and `eval`.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+from pathlib import Path
+from typing import Any, Literal, Optional, Union
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from ups.errors import ConfigError
+
+SPLITS = ("train", "val", "test")
+Split = Literal["train", "val", "test"]
+PosInt = Field(gt=0)
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class GeneratorConfig(_Section):
+    """The built-in Burgers data set: 1D periodic viscous Burgers, spectral solver."""
+
+    nx: int = Field(64, ge=8)
+    nt: int = Field(41, ge=2)
+    t_end: float = Field(1.0, gt=0)
+    viscosity: float = Field(0.01, gt=0)
+    max_modes: int = Field(4, ge=1)
+    n_train: int = Field(96, ge=1)
+    n_val: int = Field(16, ge=1)
+    n_test: int = Field(16, ge=1)
+    seed: int = 1234
+
+
+class DataConfig(_Section):
+    root: str = "data/pdebench"
+    dataset: str = "burgers1d"
+    # The split `scripts/evaluate.py` reads when `eval.split` is not set.
+    split: Optional[Split] = None
+    limit: Optional[int] = Field(None, gt=0)
+    generate: bool = True
+    generator: GeneratorConfig = GeneratorConfig()
+    files: dict[Split, str] = {}
+    index_range: dict[Split, tuple[int, int]] = {}
+    time_stride: int = Field(1, ge=1)
+    preload: Union[bool, Literal["auto"]] = "auto"
+
+    def split_path(self, split: str) -> Path:
+        """Where a split lives: `data.files.<split>` if given, else `<root>/<dataset>_<split>.h5`."""
+        if split in self.files:
+            return Path(self.files[split])
+        return Path(self.root) / f"{self.dataset}_{split}.h5"
+
+
+class LatentConfig(_Section):
+    dim: int = Field(16, gt=0)
+    tokens: int = Field(16, gt=0)
+    normalize: bool = True
+
+
+class PDETConfig(_Section):
+    """The operator: a transformer over latent tokens, one level per entry of `depths`."""
+
+    input_dim: Optional[int] = Field(None, gt=0)
+    hidden_dim: int = Field(64, gt=0)
+    depths: list[int] = [1, 1]
+    num_heads: Union[int, list[int]] = 4
+    mlp_ratio: float = Field(2.0, gt=0)
+    dropout: float = Field(0.0, ge=0, lt=1)
+
+    @model_validator(mode="after")
+    def _heads_fit(self) -> "PDETConfig":
+        if not self.depths or any(d < 1 for d in self.depths):
+            raise ValueError("depths must be a non-empty list of positive ints")
+        heads = self.heads_per_level()
+        if len(heads) != len(self.depths):
+            raise ValueError(
+                f"num_heads has {len(heads)} entries but depths has {len(self.depths)}; "
+                "give one int or one per level"
+            )
+        for h in heads:
+            if h < 1 or self.hidden_dim % h:
+                raise ValueError(f"hidden_dim {self.hidden_dim} is not divisible by num_heads {h}")
+        return self
+
+    def heads_per_level(self) -> list[int]:
+        if isinstance(self.num_heads, int):
+            return [self.num_heads] * len(self.depths)
+        return list(self.num_heads)
+
+
+class OperatorConfig(_Section):
+    pdet: PDETConfig = PDETConfig()
+
+
+class DiffusionConfig(_Section):
+    """Denoiser of the operator's residual `z1 - op(z0)` (EDM-style noise levels)."""
+
+    latent_dim: Optional[int] = Field(None, gt=0)
+    hidden_dim: int = Field(64, gt=0)
+    depth: int = Field(2, gt=0)
+    num_heads: int = Field(4, gt=0)
+    sigma_min: float = Field(0.002, gt=0)
+    sigma_max: float = Field(2.0, gt=0)
+    sigma_data: float = Field(0.5, gt=0)
+    sample_steps: int = Field(8, gt=0)
+
+
+class ConsistencyConfig(_Section):
+    """The few-step student distilled from the diffusion teacher (same architecture)."""
+
+    teacher_steps: int = Field(12, ge=2)
+    student_steps: int = Field(2, ge=1)
+
+
+class SteadyPriorConfig(_Section):
+    """Denoising prior over long-time latents (the last `tail_fraction` of each trajectory)."""
+
+    hidden_dim: int = Field(64, gt=0)
+    depth: int = Field(2, gt=0)
+    num_heads: int = Field(4, gt=0)
+    tail_fraction: float = Field(0.25, gt=0, le=1)
+
+
+class StageConfig(_Section):
+    """Per-stage settings; unset ones fall back to `training.*`."""
+
+    epochs: Optional[int] = Field(None, ge=0)
+    lr: Optional[float] = Field(None, gt=0)
+    batch_size: Optional[int] = Field(None, gt=0)
+    weight_decay: Optional[float] = Field(None, ge=0)
+    warmup_steps: Optional[int] = Field(None, ge=0)
+    ema_decay: Optional[float] = Field(None, ge=0, lt=1)
+    grad_clip: Optional[float] = Field(None, gt=0)
+
+
+class StagesConfig(_Section):
+    operator: StageConfig = StageConfig()
+    diff_residual: StageConfig = StageConfig()
+    consistency_distill: StageConfig = StageConfig()
+    steady_prior: StageConfig = StageConfig()
+
+
+class TrainingConfig(_Section):
+    batch_size: int = Field(32, gt=0)
+    learning_rate: float = Field(1e-3, gt=0)
+    weight_decay: float = Field(0.0, ge=0)
+    warmup_steps: int = Field(0, ge=0)
+    ema_decay: float = Field(0.99, ge=0, lt=1)
+    grad_clip: float = Field(1.0, gt=0)
+    # Fallback for a stage whose `epochs` is not set; unset here means such a stage is off.
+    epochs: Optional[int] = Field(None, ge=0)
+    checkpoint_dir: str = "checkpoints"
+    seed: int = 0
+    device: str = "auto"
+    precision: Literal["fp32", "bf16"] = "fp32"
+    compile: bool = False
+    num_threads: Optional[int] = Field(None, gt=0)
+
+
+class CheckpointConfig(_Section):
+    """When the resumable training state is saved, how many are kept, where copies go."""
+
+    every_steps: Optional[int] = Field(200, gt=0)
+    every_seconds: Optional[float] = Field(300.0, gt=0)
+    keep: int = Field(2, ge=1)
+    remote: Optional[str] = None
+    upload_every_seconds: float = Field(300.0, ge=0)
+
+
+class WandbConfig(_Section):
+    enabled: bool = False
+    project: str = "ups"
+    entity: Optional[str] = None
+    mode: Literal["online", "offline", "disabled"] = "online"
+    run_name: Optional[str] = None
+    group: Optional[str] = None
+    tags: list[str] = []
+
+
+class LoggingConfig(_Section):
+    wandb: WandbConfig = WandbConfig()
+    log_every_steps: int = Field(10, gt=0)
+    progress: Literal["auto", "bar", "lines", "off"] = "auto"
+
+
+class EvalConfig(_Section):
+    split: Optional[Split] = None
+    rollout_steps: Optional[int] = Field(None, gt=0)
+    max_samples: Optional[int] = Field(None, gt=0)
+    plot_samples: int = Field(3, ge=0)
+    output_prefix: str = "reports/eval"
+
+
+class Config(_Section):
+    data: DataConfig = DataConfig()
+    latent: LatentConfig = LatentConfig()
+    operator: OperatorConfig = OperatorConfig()
+    diffusion: DiffusionConfig = DiffusionConfig()
+    consistency: ConsistencyConfig = ConsistencyConfig()
+    steady_prior: SteadyPriorConfig = SteadyPriorConfig()
+    training: TrainingConfig = TrainingConfig()
+    stages: StagesConfig = StagesConfig()
+    checkpoint: CheckpointConfig = CheckpointConfig()
+    logging: LoggingConfig = LoggingConfig()
+    eval: EvalConfig = EvalConfig()
+
+    @model_validator(mode="after")
+    def _dims_agree(self) -> "Config":
+        dim = self.latent.dim
+        for key, value in (
+            ("operator.pdet.input_dim", self.operator.pdet.input_dim),
+            ("diffusion.latent_dim", self.diffusion.latent_dim),
+        ):
+            if value is not None and value != dim:
+                raise ValueError(f"{key}={value} must equal latent.dim={dim}")
+        if self.diffusion.hidden_dim % self.diffusion.num_heads:
+            raise ValueError("diffusion.hidden_dim must be divisible by diffusion.num_heads")
+        if self.steady_prior.hidden_dim % self.steady_prior.num_heads:
+            raise ValueError("steady_prior.hidden_dim must be divisible by steady_prior.num_heads")
+        if self.consistency.student_steps > self.consistency.teacher_steps:
+            raise ValueError("consistency.student_steps must not exceed consistency.teacher_steps")
+        return self
+
+    # --- resolved views -------------------------------------------------
+
+    @property
+    def checkpoint_dir(self) -> Path:
+        return Path(self.training.checkpoint_dir)
+
+    def stage(self, name: str) -> "ResolvedStage":
+        """A stage's settings with `training.*` fallbacks filled in."""
+        s: StageConfig = getattr(self.stages, name)
+        t = self.training
+        pick = lambda own, default: default if own is None else own  # noqa: E731
+        return ResolvedStage(
+            epochs=pick(s.epochs, pick(t.epochs, 0)),
+            lr=pick(s.lr, t.learning_rate),
+            batch_size=pick(s.batch_size, t.batch_size),
+            weight_decay=pick(s.weight_decay, t.weight_decay),
+            warmup_steps=pick(s.warmup_steps, t.warmup_steps),
+            ema_decay=pick(s.ema_decay, t.ema_decay),
+            grad_clip=pick(s.grad_clip, t.grad_clip),
+        )
+
+    def as_dict(self) -> dict[str, Any]:
+        return self.model_dump(mode="json")
+
+
+class ResolvedStage(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    epochs: int
+    lr: float
+    batch_size: int
+    weight_decay: float
+    warmup_steps: int
+    ema_decay: float
+    grad_clip: float
+
+
+# --- loading ------------------------------------------------------------
+
+
+def load_config(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> Config:
+    """Read a YAML config, apply `a.b.c=value` overrides, validate. Raises ConfigError."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"config file not found: {path}")
+    try:
+        raw = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as e:
+        raise ConfigError(f"{path}: not valid YAML: {_one_line(str(e))}") from e
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path}: top level must be a mapping of sections, got {type(raw).__name__}")
+    raw = apply_overrides(raw, overrides)
+    return config_from_dict(raw, source=str(path))
+
+
+def config_from_dict(raw: dict[str, Any], source: str = "config") -> Config:
+    try:
+        return Config.model_validate(raw)
+    except ValidationError as e:
+        raise ConfigError(f"{source}: {describe_validation_error(e)}") from e
+
+
+def describe_validation_error(e: ValidationError) -> str:
+    """The first problem as `key: what is wrong` — one line a user can act on."""
+    err = e.errors()[0]
+    key = ".".join(str(p) for p in err["loc"]) or "(top level)"
+    if err["type"] == "extra_forbidden":
+        return f"unknown key '{key}' (check its spelling and section)"
+    given = err.get("input")
+    shown = "" if isinstance(given, (dict, list)) or given is None else f" (got {given!r})"
+    more = f" (+{len(e.errors()) - 1} more)" if len(e.errors()) > 1 else ""
+    return f"invalid value for '{key}': {err['msg']}{shown}{more}"
+
+
+def apply_overrides(raw: dict[str, Any], overrides: list[str] | tuple[str, ...]) -> dict[str, Any]:
+    """Return a copy of `raw` with each `dotted.key=yaml_value` set."""
+    out = copy.deepcopy(raw)
+    for item in overrides:
+        key, sep, text = item.partition("=")
+        if not sep or not key.strip():
+            raise ConfigError(f"override '{item}' must look like section.key=value")
+        try:
+            value = yaml.safe_load(text)
+        except yaml.YAMLError as e:
+            raise ConfigError(f"override '{item}': value is not valid YAML") from e
+        node = out
+        parts = key.strip().split(".")
+        for part in parts[:-1]:
+            child = node.setdefault(part, {})
+            if not isinstance(child, dict):
+                raise ConfigError(f"override '{item}': '{part}' is not a section")
+            node = child
+        node[parts[-1]] = value
+    return out
+
+
+def _one_line(text: str) -> str:
+    return " ".join(text.split())
+
+
+# --- hashing ------------------------------------------------------------
+
+
+def canonical_json(obj: Any) -> str:
+    return json.dumps(obj, sort_keys=True, separators=(",", ":"), default=str)
+
+
+def digest_of(obj: Any) -> str:
+    """sha256 of an object's canonical JSON: the identity of a config subset."""
+    return hashlib.sha256(canonical_json(obj).encode()).hexdigest()
+
+
+def config_hash(cfg: Config) -> str:
+    """Hash of everything that affects results (runtime-only keys excluded)."""
+    d = cfg.as_dict()
+    for runtime_key in ("checkpoint_dir", "device", "compile", "num_threads"):
+        d["training"].pop(runtime_key, None)
+    for section in ("checkpoint", "logging", "eval"):
+        d.pop(section, None)
+    return digest_of(d)[:16]

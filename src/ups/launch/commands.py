@@ -1,0 +1,196 @@
+"""The launcher's subcommands: parsed arguments in, library calls, printed result out.
+
+Kept apart from the argument parser (`ups.launch.cli`) so each command reads top to
+bottom, and from the SDK wrapper (`ups.launch.vast`) so nothing here speaks HTTP.
+Secrets are read from the local environment by name and go only into the create
+request; nothing printed here contains their values.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import sys
+from pathlib import Path
+
+from ups.errors import LaunchError
+from ups.launch.onstart import generate_onstart_script, onstart_field
+from ups.launch.vast import CreateRequest, OfferFilter, VastApi
+from ups.launch.watch import Action, NoOfferError, WatchPolicy, stamp, watch
+
+_ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,127}")
+
+
+def forwarded_secrets(names: list[str] | None) -> dict[str, str]:
+    """Values of the named local environment variables, to send as instance env vars."""
+    secrets = {}
+    for name in names or []:
+        if not _ENV_NAME.fullmatch(name) or name.startswith("CONTAINER_"):
+            raise LaunchError(f"--env {name!r}: give the name of a variable (not CONTAINER_*), not NAME=value")
+        if name not in os.environ:
+            raise LaunchError(f"--env {name}: it is not set in your environment")
+        secrets[name] = os.environ[name]
+    return secrets
+
+
+def offer_filter(args: argparse.Namespace) -> OfferFilter:
+    if args.interruptible != (args.bid is not None):
+        raise LaunchError("--interruptible and --bid PRICE go together (the bid is $/hour)")
+    return OfferFilter(
+        gpu_name=args.gpu_name, num_gpus=args.num_gpus, max_price=args.max_price,
+        min_reliability=args.min_reliability, disk_gb=args.disk_gb,
+        interruptible=args.interruptible, bid=args.bid,
+    )
+
+
+def onstart_script(args: argparse.Namespace, resume_from_remote: bool) -> str:
+    return generate_onstart_script(
+        args.config, git_method=args.git_method, auto_shutdown=args.auto_shutdown,
+        branch=args.branch, resume_from_wandb=args.resume_from_wandb, resume_mode=args.resume_mode,
+        workspace=args.workspace, repo_url=args.repo_url, shutdown_action=args.shutdown_action,
+        remote_uri=args.checkpoint_remote, resume_from_remote=resume_from_remote,
+    )
+
+
+def save_script(script: str, path: str) -> None:
+    out = Path(path)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(out.name + ".tmp")
+    tmp.write_text(script)
+    tmp.chmod(0o755)
+    os.replace(tmp, out)
+    print(f"Generated onstart script: {out}", file=sys.stderr)
+
+
+def create_request(args: argparse.Namespace, script: str, secrets: dict[str, str]) -> CreateRequest:
+    return CreateRequest(
+        image=args.image, disk_gb=args.disk_gb, onstart=onstart_field(script, args.workspace),
+        secrets=secrets, bid_price=args.bid if args.interruptible else None,
+    )
+
+
+def pick_offer(api: VastApi, wanted: OfferFilter, offer_id: int | None = None) -> dict:
+    if offer_id is not None:
+        return {"id": offer_id}
+    offers = api.search_offers(wanted, limit=5)
+    if not offers:
+        raise NoOfferError(f"no offer matches {json.dumps(wanted.query())}; relax the filters")
+    return offers[0]
+
+
+def _offer_text(offer: dict) -> str:
+    price = offer.get("dph_total")
+    extras = [f"{offer['gpu_name']} x{offer.get('num_gpus', '?')}" if offer.get("gpu_name") else "",
+              f"${price:.3f}/h" if isinstance(price, (int, float)) else ""]
+    return " ".join(["offer", str(offer["id"]), *filter(None, extras)])
+
+
+def cmd_search(args: argparse.Namespace) -> int:
+    offers = VastApi().search_offers(offer_filter(args), limit=args.limit)
+    print(f"{'offer':>10}  {'gpu':<18} {'n':>2} {'$/h':>7} {'reliab':>6} {'disk':>6}  where")
+    for o in offers:
+        print(f"{o.get('id', '?'):>10}  {str(o.get('gpu_name', '?')):<18} {o.get('num_gpus', '?'):>2} "
+              f"{o.get('dph_total', 0):>7.3f} {o.get('reliability', 0):>6.3f} "
+              f"{o.get('disk_space', 0):>6.0f}  {o.get('geolocation', '')}")
+    print(f"{len(offers)} offer(s)", file=sys.stderr)
+    return 0
+
+
+def cmd_launch(args: argparse.Namespace) -> int:
+    wanted = offer_filter(args)
+    secrets = forwarded_secrets(args.env)
+    script = onstart_script(args, resume_from_remote=args.resume_from_remote)
+    save_script(script, args.onstart_out)
+    request = create_request(args, script, secrets)
+    if args.resume_from_wandb and "WANDB_API_KEY" not in secrets:
+        print("warning: --resume-from-wandb without --env WANDB_API_KEY: the instance "
+              "cannot reach W&B unless its image provides a key", file=sys.stderr)
+    if args.dry_run:
+        offer = {"offer_id": args.offer_id} if args.offer_id is not None else \
+            {"search": {"type": wanted.offer_type, "query": wanted.query(), "order": "dph_total"}}
+        print(script)
+        print("# request that would be sent (secrets redacted):")
+        print(json.dumps({**offer, "create_instance": request.redacted_payload()}, indent=2))
+        print("# dry run: nothing was sent", file=sys.stderr)
+        return 0
+    api = VastApi()
+    offer = pick_offer(api, wanted, args.offer_id)
+    instance_id = api.create_instance(int(offer["id"]), request)
+    print(f"Launched instance {instance_id} from {_offer_text(offer)}")
+    print(f"Follow it: python scripts/vast_launch.py watch {instance_id} --config {args.config} ...",
+          file=sys.stderr)
+    return 0
+
+
+def _describe(row: dict) -> str:
+    keys = ("id", "actual_status", "intended_status", "label", "gpu_name", "num_gpus", "dph_total",
+            "is_bid", "ssh_host", "ssh_port", "status_msg")
+    return "  ".join(f"{k}={row.get(k)}" for k in keys if row.get(k) not in (None, ""))
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    api = VastApi()
+    if args.instance_id is None:
+        rows = api.show_instances()
+        for row in rows:
+            print(_describe(row))
+        print(f"{len(rows)} instance(s)", file=sys.stderr)
+        return 0
+    row = api.show_instance(args.instance_id)
+    if row is None:
+        raise LaunchError(f"instance {args.instance_id} not found (destroyed, or not yours)")
+    print(_describe(row))
+    return 0
+
+
+def cmd_logs(args: argparse.Namespace) -> int:
+    print(VastApi().logs(args.instance_id, tail=args.tail), end="")
+    return 0
+
+
+def cmd_stop(args: argparse.Namespace) -> int:
+    VastApi().stop(args.instance_id)
+    print(f"Stopped instance {args.instance_id} (its disk is kept and still billed; destroy ends billing)")
+    return 0
+
+
+def cmd_destroy(args: argparse.Namespace) -> int:
+    if not args.yes:
+        raise LaunchError(f"destroy deletes instance {args.instance_id} and its disk: add --yes to confirm")
+    VastApi().destroy(args.instance_id)
+    print(f"Destroyed instance {args.instance_id}: all its billing has ended")
+    return 0
+
+
+def _log(line: str) -> None:
+    print(line, flush=True)
+
+
+def cmd_watch(args: argparse.Namespace) -> int:
+    if not (args.checkpoint_remote or args.resume_from_wandb):
+        raise LaunchError("watch needs somewhere to resume a replacement from: "
+                          "--checkpoint-remote URI or --resume-from-wandb RUN_ID")
+    wanted = offer_filter(args)
+    secrets = forwarded_secrets(args.env)
+    script = onstart_script(args, resume_from_remote=bool(args.checkpoint_remote))
+    save_script(script, args.onstart_out)
+    request = create_request(args, script, secrets)
+    policy = WatchPolicy(down_timeout_s=args.down_timeout, paused_timeout_s=args.stopped_timeout,
+                         start_timeout_s=args.start_timeout, max_relaunches=args.max_relaunches)
+    api = VastApi()
+
+    def relaunch() -> int:
+        offer = pick_offer(api, wanted)
+        _log(f"{stamp()} watch: renting {_offer_text(offer)}")
+        return api.create_instance(int(offer["id"]), request)
+
+    decision, last_id = watch(api, args.instance_id, policy, relaunch, args.poll_seconds, log=_log)
+    if decision.action is Action.DONE:
+        print(f"{stamp()} watch: finished; instance {last_id}: {decision.reason}")
+        return 0
+    print(f"error: instance {last_id}: {decision.action.value}: {decision.reason}"
+          + (f"; it was left as is (destroy: vast_launch.py destroy {last_id} --yes)"
+             if decision.action is Action.GIVE_UP else ""), file=sys.stderr)
+    return 1

@@ -1,0 +1,111 @@
+"""Crash-consistent file writes: the one place that knows how to commit a file.
+
+A reader of any file in a checkpoint directory must see either the old bytes or
+the new bytes, never a torn mix, even after `kill -9` or power loss. Every
+writer in the project goes through `atomic_path`: write a temp file in the same
+directory, flush and fsync it, `os.replace` it over the target, fsync the
+directory so the rename itself is durable.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any, BinaryIO, Iterator
+
+TEMP_PREFIX = ".tmp-"
+_CHUNK = 1 << 20
+
+
+def fsync_dir(directory: Path) -> None:
+    """Make a rename or unlink in `directory` durable (no-op where unsupported)."""
+    try:
+        fd = os.open(directory, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass  # some filesystems (e.g. certain network mounts) refuse fsync on dirs
+    finally:
+        os.close(fd)
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | Path) -> Iterator[Path]:
+    """Yield a temp path to write; on success it replaces `path` atomically and durably.
+
+    The caller writes (and may close) the temp file; this fsyncs it before the
+    rename. On an exception the temp file is removed and `path` is untouched.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(prefix=f"{TEMP_PREFIX}{path.name}.", dir=path.parent)
+    os.close(fd)
+    tmp = Path(tmp_name)
+    try:
+        yield tmp
+        with open(tmp, "rb+") as f:
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            tmp.unlink()
+        raise
+    fsync_dir(path.parent)
+
+
+class HashingWriter:
+    """A write-only file wrapper that hashes bytes as they go by (saves a re-read)."""
+
+    def __init__(self, f: BinaryIO):
+        self._f = f
+        self._h = hashlib.sha256()
+        self.size = 0
+
+    def write(self, data: bytes) -> int:
+        self._h.update(data)
+        self.size += len(data)
+        return self._f.write(data)
+
+    def flush(self) -> None:
+        self._f.flush()
+
+    def hexdigest(self) -> str:
+        return self._h.hexdigest()
+
+
+def atomic_write_bytes(path: str | Path, data: bytes) -> None:
+    with atomic_path(path) as tmp, open(tmp, "wb") as f:
+        f.write(data)
+
+
+def atomic_write_json(path: str | Path, obj: Any) -> None:
+    text = json.dumps(obj, indent=2, sort_keys=False, ensure_ascii=False) + "\n"
+    atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def file_digest(path: str | Path) -> dict[str, Any]:
+    """`{"sha256": hex, "size": bytes}` of a file, read in chunks."""
+    h = hashlib.sha256()
+    size = 0
+    with open(path, "rb") as f:
+        while chunk := f.read(_CHUNK):
+            h.update(chunk)
+            size += len(chunk)
+    return {"sha256": h.hexdigest(), "size": size}
+
+
+def remove_stale_temps(directory: Path) -> list[Path]:
+    """Delete temp files a killed writer left behind; they are never valid data."""
+    removed = []
+    if directory.is_dir():
+        for p in directory.rglob(f"{TEMP_PREFIX}*"):
+            with contextlib.suppress(OSError):
+                p.unlink()
+                removed.append(p)
+    return removed

@@ -1,0 +1,103 @@
+"""What every stage of one run shares: the config, the device, the data and the latent codec.
+
+Built once per process. The codec's normalisation comes from the train split's
+statistics, computed deterministically from the file, so a resumed or
+downstream stage in another process sees the same latents.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+from torch import nn
+
+from ups.config import Config
+from ups.data.burgers import ensure_data
+from ups.data.pdebench import FieldSplit, field_stats, open_split
+from ups.errors import CheckpointError, DataError
+from ups.models.build import architecture, build_codec
+from ups.models.latent import LatentCodec
+from ups.resume.files import load_output
+from ups.resume.layout import STAGE_CHECKPOINT
+from ups.training.batches import LatentSource, tail_start
+
+# Which entry of `architecture(cfg)` describes each stage's model.
+STAGE_MODEL = {"operator": "operator", "diff_residual": "diffusion",
+               "consistency_distill": "student", "steady_prior": "steady_prior"}
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise DataError(f"device '{name}' requested but CUDA is not available; use --device cpu")
+    return torch.device(name)
+
+
+@dataclass
+class PipelineContext:
+    cfg: Config
+    device: torch.device
+    checkpoint_dir: Path
+    train: FieldSplit
+    val: FieldSplit
+    codec: LatentCodec
+    _sources: dict[Any, LatentSource] = field(default_factory=dict)
+
+    @classmethod
+    def open(cls, cfg: Config, device: torch.device, log: Callable[[str], Any] = print) -> "PipelineContext":
+        ensure_data(cfg.data, log=log)
+        train, val = open_split(cfg.data, "train"), open_split(cfg.data, "val")
+        if train.nx != val.nx:
+            raise DataError(f"train ({train.path}: nx={train.nx}) and val ({val.path}: nx={val.nx}) differ in nx")
+        mean, std = field_stats(train)
+        codec = build_codec(cfg, train.nx, mean, std).to(device)
+        return cls(cfg, device, cfg.checkpoint_dir, train, val, codec)
+
+    def pairs(self, split: str) -> LatentSource:
+        """(z_t, z_{t+stride}) pairs of `train` or `val`."""
+        key = ("pairs", split)
+        if key not in self._sources:
+            self._sources[key] = LatentSource(
+                getattr(self, split), self.codec, self.device,
+                stride=self.cfg.data.time_stride, preload=self.cfg.data.preload,
+            )
+        return self._sources[key]
+
+    def long_time_states(self, split: str) -> LatentSource:
+        """Single latent states from the last `steady_prior.tail_fraction` of each trajectory."""
+        key = ("states", split)
+        if key not in self._sources:
+            fs: FieldSplit = getattr(self, split)
+            first = tail_start(fs.n_times, self.cfg.steady_prior.tail_fraction)
+            self._sources[key] = LatentSource(
+                fs, self.codec, self.device, stride=0, first_time=first, pairs=False,
+                preload=self.cfg.data.preload,
+            )
+        return self._sources[key]
+
+    def load_upstream(self, stage: str, build: Callable[[Config], nn.Module]) -> tuple[nn.Module, dict]:
+        """The EMA weights an upstream stage shipped, frozen, checked against the config."""
+        path = self.checkpoint_dir / STAGE_CHECKPOINT[stage]
+        obj = load_output(path, stage)
+        check_architecture(obj, self.cfg, stage, path)
+        model = build(self.cfg)
+        model.load_state_dict(obj["state_dict"])
+        return model.to(self.device).eval().requires_grad_(False), obj
+
+    def close(self) -> None:
+        self.train.close()
+        self.val.close()
+
+
+def check_architecture(obj: dict, cfg: Config, stage: str, path: Path) -> None:
+    """A clear error when weights were trained with other shapes than the config asks for."""
+    kind = STAGE_MODEL[stage]
+    want = architecture(cfg)[kind]
+    have = (obj.get("architecture") or {})
+    diffs = [f"{k}={have.get(k)!r} in the file vs {v!r} in the config" for k, v in want.items() if have.get(k) != v]
+    if diffs:
+        raise CheckpointError(f"Architecture mismatch for {path.name} ({kind}): " + "; ".join(diffs))

@@ -1,0 +1,267 @@
+"""The one training loop, shared by all four stages, resumable down to the step.
+
+Everything that decides the next weights lives in the resumable state: model,
+optimizer, LR schedule, EMA, grad scaler, the stage's noise generator, the
+global torch/NumPy/Python RNGs, the position in the data order (epoch, batch),
+and the best-so-far bookkeeping. The data order of epoch e is a permutation
+seeded by (seed, stage, e), so the position alone recreates it. Restoring the
+state and continuing therefore gives the same weights, bit for bit on CPU, as
+never having stopped.
+
+The loop never forces a host sync per step: losses accumulate on the device
+and are read only every `logging.log_every_steps` steps.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable, Optional, Protocol
+
+import torch
+from torch import nn
+
+from ups.config import ResolvedStage
+from ups.models.ema import EMA
+from ups.resume.files import STATE_FORMAT
+from ups.resume.policy import SavePolicy
+from ups.resume.rng import capture_rng, restore_rng
+from ups.resume.saver import StateSaver
+from ups.resume.signals import StopRequest, TrainingInterrupted
+
+MAX_VAL_BATCHES = 16
+
+
+class BatchSource(Protocol):
+    n_items: int
+
+    def batch(self, idx: torch.Tensor) -> tuple[torch.Tensor, ...]: ...
+
+
+LossFn = Callable[[nn.Module, tuple, torch.Generator, EMA], torch.Tensor]
+
+
+@dataclass
+class StageTask:
+    """What a stage trains: built by `ups.training.tasks`, run by `train_stage`."""
+
+    model: nn.Module
+    loss: LossFn
+    train: BatchSource
+    val: Optional[BatchSource]
+    extra: dict[str, Any] = field(default_factory=dict)  # stored beside the weights
+
+
+@dataclass
+class StageRun:
+    """How to run it: settings, identity, and the resume machinery."""
+
+    name: str
+    index: int
+    settings: ResolvedStage
+    fingerprint: str
+    seed: int
+    device: torch.device
+    saver: StateSaver
+    policy: SavePolicy
+    stop: StopRequest
+    log: Any  # ups.training.metrics.MetricsLogger
+    precision: str = "fp32"
+    compile: bool = False
+    log_every: int = 10
+    global_offset: int = 0
+    resume: Optional[dict[str, Any]] = None
+
+
+@dataclass
+class Position:
+    epoch: int = 0
+    batch: int = 0
+    step: int = 0
+
+
+def steps_per_epoch(n_items: int, batch_size: int) -> int:
+    return max(1, n_items // batch_size)
+
+
+def epoch_order(n_items: int, seed: int, stage_index: int, epoch: int) -> torch.Tensor:
+    g = torch.Generator().manual_seed(_mix(seed, stage_index, epoch))
+    return torch.randperm(n_items, generator=g)
+
+
+def _mix(*parts: int) -> int:
+    h = 1469598103934665603
+    for p in parts:
+        h = ((h ^ (p & 0xFFFFFFFFFFFF)) * 1099511628211) % (1 << 63)
+    return h
+
+
+def lr_lambda(warmup: int, total: int) -> Callable[[int], float]:
+    """Linear warmup, then cosine decay to 10% of the base rate."""
+
+    def factor(step: int) -> float:
+        if warmup and step < warmup:
+            return (step + 1) / warmup
+        progress = min(1.0, (step - warmup) / max(1, total - warmup))
+        return 0.1 + 0.9 * 0.5 * (1.0 + math.cos(math.pi * progress))
+
+    return factor
+
+
+class Trainer:
+    """Owns the moving parts of one stage's training; `run()` trains to the end."""
+
+    def __init__(self, task: StageTask, run: StageRun):
+        s = run.settings
+        self.task, self.run = task, run
+        self.model = task.model.to(run.device)
+        self.forward_model = torch.compile(self.model) if run.compile else self.model
+        self.spe = steps_per_epoch(task.train.n_items, s.batch_size)
+        self.total_steps = s.epochs * self.spe
+        self.opt = torch.optim.AdamW(self.model.parameters(), lr=s.lr, weight_decay=s.weight_decay)
+        self.sched = torch.optim.lr_scheduler.LambdaLR(self.opt, lr_lambda(s.warmup_steps, self.total_steps))
+        self.ema = EMA(self.model, s.ema_decay)
+        self.gen = torch.Generator(device=run.device).manual_seed(_mix(run.seed, run.index, 7919))
+        self.scaler = torch.amp.GradScaler(run.device.type, enabled=run.precision == "fp16")
+        self.pos = Position()
+        self.best: dict[str, Any] = {"val_loss": None, "step": None}
+        self.loss_sum = torch.zeros((), device=run.device)
+        self.loss_count = 0
+        self._last_save = (0, time.monotonic())
+        if run.resume is not None:
+            self._restore(run.resume)
+
+    # --- state ------------------------------------------------------------
+
+    def state(self) -> dict[str, Any]:
+        return {
+            "format": STATE_FORMAT, "stage": self.run.name, "fingerprint": self.run.fingerprint,
+            "step": self.pos.step, "epoch": self.pos.epoch, "batch_in_epoch": self.pos.batch,
+            "total_steps": self.total_steps,
+            "model": self.model.state_dict(), "ema": self.ema.state_dict(),
+            "optimizer": self.opt.state_dict(), "scheduler": self.sched.state_dict(),
+            "scaler": self.scaler.state_dict(), "generator": self.gen.get_state(), "rng": capture_rng(),
+            "best": dict(self.best), "loss_accum": {"sum": self.loss_sum, "count": self.loss_count},
+        }
+
+    def _restore(self, st: dict[str, Any]) -> None:
+        self.model.load_state_dict(st["model"])
+        self.ema.load_state_dict(st["ema"])
+        self.opt.load_state_dict(st["optimizer"])
+        self.sched.load_state_dict(st["scheduler"])
+        self.scaler.load_state_dict(st["scaler"])
+        self.gen.set_state(st["generator"].to(self.gen.get_state().device))
+        restore_rng(st["rng"])
+        self.pos = Position(epoch=st["epoch"], batch=st["batch_in_epoch"], step=st["step"])
+        self.best = dict(st["best"])
+        self.loss_sum = st["loss_accum"]["sum"].to(self.run.device)
+        self.loss_count = st["loss_accum"]["count"]
+        self._last_save = (self.pos.step, time.monotonic())
+
+    def save(self, wait: bool = False) -> None:
+        self.run.saver.save(self.state(), wait=wait)
+        self._last_save = (self.pos.step, time.monotonic())
+
+    # --- loop -------------------------------------------------------------
+
+    def run_to_end(self) -> None:
+        s, run = self.run.settings, self.run
+        with self.run.log.progress(run.name, self.total_steps, self.pos.step) as bar:
+            while self.pos.epoch < s.epochs:
+                order = epoch_order(self.task.train.n_items, run.seed, run.index, self.pos.epoch)
+                order = order.to(run.device)
+                epoch = self.pos.epoch
+                while self.pos.epoch == epoch:  # _after_step moves to the next epoch
+                    self._step(order)
+                    bar.update(self.pos.step)
+                    self._after_step()
+        self.run.saver.wait()
+
+    def _step(self, order: torch.Tensor) -> None:
+        bs, b = self.run.settings.batch_size, self.pos.batch
+        idx = order[b * bs:(b + 1) * bs] if self.task.train.n_items >= bs else order
+        batch = self.task.train.batch(idx)
+        self.model.train()
+        with self._autocast():
+            loss = self.task.loss(self.forward_model, batch, self.gen, self.ema)
+        self.opt.zero_grad(set_to_none=True)
+        self.scaler.scale(loss).backward()
+        self.scaler.unscale_(self.opt)
+        nn.utils.clip_grad_norm_(self.model.parameters(), self.run.settings.grad_clip)
+        self.scaler.step(self.opt)
+        self.scaler.update()
+        self.sched.step()
+        self.ema.update(self.model)
+        self.loss_sum += loss.detach().float()
+        self.loss_count += 1
+        self.pos.step += 1
+        self.pos.batch += 1
+
+    def _after_step(self) -> None:
+        """Log, finish the epoch, save or stop — in that order, so a save sees a settled state."""
+        run = self.run
+        if self.pos.step % run.log_every == 0:
+            self._log_train()
+        if self.pos.batch >= self.spe:
+            self._end_epoch()
+        if run.stop.requested:
+            self._stop()
+        last_step, last_time = self._last_save
+        if self.pos.step < self.total_steps and run.policy.should_save(
+            self.pos.step, last_step, time.monotonic() - last_time
+        ):
+            self.save()
+
+    def _end_epoch(self) -> None:
+        val = self._val_loss()
+        self.pos.epoch += 1
+        self.pos.batch = 0
+        if val is not None:
+            if self.best["val_loss"] is None or val < self.best["val_loss"]:
+                self.best = {"val_loss": val, "step": self.pos.step}
+            self.run.log.log(self._record("val", val))
+
+    def _stop(self) -> None:
+        self.save(wait=True)
+        run = self.run
+        raise TrainingInterrupted(
+            run.stop.signum,
+            f"stage '{run.name}' interrupted at step {self.pos.step}/{self.total_steps}; state saved. "
+            "Rerun with --auto-resume to continue from here.",
+        )
+
+    def _log_train(self) -> None:
+        mean = (self.loss_sum / max(self.loss_count, 1)).item()
+        self.loss_sum.zero_()
+        self.loss_count = 0
+        self.run.log.log(self._record("train", mean))
+
+    def _record(self, kind: str, loss: float) -> dict[str, Any]:
+        return {
+            "stage": self.run.name, "kind": kind, "epoch": self.pos.epoch, "step": self.pos.step,
+            "global_step": self.run.global_offset + self.pos.step, "loss": loss,
+            "lr": self.opt.param_groups[0]["lr"],
+        }
+
+    @torch.no_grad()
+    def _val_loss(self) -> Optional[float]:
+        val = self.task.val
+        if val is None or val.n_items == 0:
+            return None
+        bs = self.run.settings.batch_size
+        g = torch.Generator(device=self.run.device).manual_seed(_mix(self.run.seed, self.run.index, 104729))
+        model = self.ema.module
+        total = torch.zeros((), device=self.run.device)
+        n = min(MAX_VAL_BATCHES, max(1, math.ceil(val.n_items / bs)))
+        for b in range(n):
+            idx = torch.arange(b * bs, min((b + 1) * bs, val.n_items), device=self.run.device)
+            with self._autocast():
+                total += self.task.loss(model, val.batch(idx), g, self.ema).float()
+        return (total / n).item()
+
+    def _autocast(self):
+        if self.run.precision == "bf16":
+            return torch.autocast(self.run.device.type, dtype=torch.bfloat16)
+        return contextlib.nullcontext()

@@ -1,0 +1,104 @@
+"""Where training numbers go: a local JSONL log always, W&B when enabled, and the terminal.
+
+The JSONL file (`metrics.jsonl` in the checkpoint directory) is the record that
+survives everything. When a stage resumes from step N, lines it logged after N
+(work that is about to be redone) are dropped first, so the log of a resumed
+run reads like the log of a run that never stopped.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Any, Iterator, Optional
+
+from ups.resume.atomic import atomic_write_bytes
+from ups.resume.layout import METRICS_FILE
+
+
+class MetricsLogger:
+    def __init__(self, checkpoint_dir: Path, progress: str = "auto", wandb_run: Any = None):
+        self.path = Path(checkpoint_dir) / METRICS_FILE
+        self.wandb_run = wandb_run
+        self.bars = progress == "bar" or (progress == "auto" and sys.stdout.isatty())
+        self.lines = progress != "off" and not self.bars
+        self._file = None
+        self._t0 = time.time()
+
+    def log(self, record: dict[str, Any]) -> None:
+        record = {**record, "time": round(time.time(), 3)}
+        if self._file is None:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._file = open(self.path, "a", encoding="utf-8")
+        self._file.write(json.dumps(record) + "\n")
+        self._file.flush()
+        if self.wandb_run is not None:
+            prefix = f"{record['stage']}/{record['kind']}"
+            self.wandb_run.log(
+                {f"{prefix}_loss": record["loss"], f"{record['stage']}/lr": record["lr"],
+                 f"{record['stage']}/epoch": record["epoch"], "trainer/global_step": record["global_step"]}
+            )
+        if self.lines:
+            print(
+                f"[{record['stage']}] {record['kind']:<5} epoch {record['epoch']:>3} step {record['step']:>6} "
+                f"loss {record['loss']:.4e} lr {record['lr']:.2e}",
+                flush=True,
+            )
+
+    def truncate(self, stage: str, after_step: int) -> None:
+        """Drop `stage`'s lines with step > `after_step` (that work will be redone)."""
+        self.close()
+        if not self.path.exists():
+            return
+        kept = []
+        for line in self.path.read_text(encoding="utf-8").splitlines():
+            try:
+                rec = json.loads(line)
+            except ValueError:
+                continue  # a line torn by a kill; the work it described is redone
+            if rec.get("stage") == stage and rec.get("step", 0) > after_step:
+                continue
+            kept.append(line)
+        atomic_write_bytes(self.path, ("\n".join(kept) + "\n" if kept else "").encode())
+
+    @contextlib.contextmanager
+    def progress(self, stage: str, total: int, start: int) -> Iterator["_Progress"]:
+        bar = None
+        if self.bars:
+            from tqdm import tqdm
+
+            bar = tqdm(total=total, initial=start, desc=stage, unit="step", dynamic_ncols=True)
+        try:
+            yield _Progress(bar, start)
+        finally:
+            if bar is not None:
+                bar.close()
+
+    def close(self) -> None:
+        if self._file is not None:
+            self._file.close()
+            self._file = None
+
+
+class _Progress:
+    def __init__(self, bar: Optional[Any], start: int):
+        self.bar, self.last = bar, start
+
+    def update(self, step: int) -> None:
+        if self.bar is not None:
+            self.bar.update(step - self.last)
+        self.last = step
+
+
+def read_metrics(checkpoint_dir: Path) -> list[dict[str, Any]]:
+    path = Path(checkpoint_dir) / METRICS_FILE
+    if not path.exists():
+        return []
+    out = []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        with contextlib.suppress(ValueError):
+            out.append(json.loads(line))
+    return out

@@ -1,0 +1,74 @@
+"""Gather the facts about each stage on disk and turn them into a printed resume plan.
+
+The decisions themselves are `ups.resume.plan.decide` (pure); this module is the
+mechanism that feeds it: the status file, the digests of the files present
+(hashed at most once per process), and the fingerprint the config gives now.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Iterable, Optional
+
+from ups.config import Config
+from ups.resume.plan import CONTINUE, DISABLED, RUN, SKIP, Decision, StageFacts, decide, fingerprint
+from ups.resume.tracker import StageStatus
+from ups.resume.verify import OutputCatalog
+from ups.training.stages import STAGES, StageDef, stage_config
+
+ACTION_LABEL = {SKIP: "skip", CONTINUE: "continue", RUN: "run", DISABLED: "off"}
+
+
+def stage_facts(
+    cfg: Config, stage: StageDef, entry: StageStatus, catalog: OutputCatalog, pending: Iterable[str]
+) -> StageFacts:
+    """Facts for `decide`; `pending` names upstream stages that will be retrained first."""
+    config = stage_config(cfg, stage)
+    pending = tuple(u for u in stage.depends_on if u in set(pending))
+    fp = None if pending else upstream_fingerprint(config, stage, catalog)
+    completed = entry.status == "completed"
+    return StageFacts(
+        name=stage.name,
+        epochs=cfg.stage(stage.name).epochs,
+        status=entry.status,
+        recorded_fingerprint=entry.fingerprint,
+        recorded_config=entry.config,
+        config=config,
+        fingerprint=fp,
+        output_problems=tuple(catalog.problems(entry.outputs)) if completed and entry.outputs else (),
+        has_digests=bool(entry.outputs),
+        saved_step=(entry.resume_state or {}).get("step"),
+        error_message=entry.error_message,
+        pending_upstream=pending,
+    )
+
+
+def upstream_fingerprint(config: dict[str, Any], stage: StageDef, catalog: OutputCatalog) -> str:
+    upstream = {u: catalog.shas(BY_NAME[u].outputs) for u in stage.depends_on}
+    return fingerprint(config, upstream)
+
+
+def make_plan(
+    cfg: Config, selected: list[StageDef], statuses: dict[str, StageStatus], catalog: OutputCatalog,
+    auto_resume: bool,
+) -> list[Decision]:
+    """Decide every selected stage in order; a stage that will run makes its dependants pending."""
+    decisions, pending = [], set()
+    for stage in selected:
+        facts = stage_facts(cfg, stage, statuses[stage.name], catalog, pending)
+        d = decide(facts, auto_resume)
+        if d.action in (RUN, CONTINUE):
+            pending.add(stage.name)
+        decisions.append(d)
+    return decisions
+
+
+def format_plan(decisions: list[Decision]) -> list[str]:
+    lines = ["Resume plan:"]
+    for d in decisions:
+        index = BY_NAME[d.stage].index
+        lines.append(f"  {index}/4 {d.stage:<20} {ACTION_LABEL[d.action]:<9} {d.reason}")
+    return lines
+
+
+BY_NAME = {s.name: s for s in STAGES}

@@ -1,0 +1,297 @@
+"""Integration tests for VastAI resume: the spec's tests (adapted where we differ on
+purpose) and the generated onstart script executed for real in a sandbox workspace.
+
+The executed script clones a local git repository whose `scripts/train.py` and
+`scripts/download_data.py` are stand-ins that record their arguments; the install
+command is a stand-in too. Everything else (bash, git, markers, the self-stop through
+the real `vastai` client against a local fake API) runs as on an instance.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from scripts.vast_launch import build_parser, generate_onstart_script
+from tests.integration.fake_vast import FakeVast
+
+pytestmark = pytest.mark.timeout(120)
+
+REPO_URL = "https://example.org/universal_simulator.git"
+STUB_TRAIN = """\
+import json, os, sys
+from pathlib import Path
+with open(os.environ["UPS_STUB_LOG"], "a") as f:
+    f.write(json.dumps({"script": "train", "argv": sys.argv[1:], "cwd": os.getcwd()}) + "\\n")
+ckpt = Path("checkpoints")
+ckpt.mkdir(exist_ok=True)
+(ckpt / "stage_status.json").write_text("{}")
+with open(ckpt / "progress", "a") as f:
+    f.write("step\\n")
+sys.exit(int(os.environ.get("UPS_STUB_TRAIN_RC", "0")))
+"""
+STUB_DATA = """\
+import json, os, sys
+with open(os.environ["UPS_STUB_LOG"], "a") as f:
+    f.write(json.dumps({"script": "data", "argv": sys.argv[1:]}) + "\\n")
+"""
+
+
+# -- the spec's tests -------------------------------------------------------------
+
+def test_generate_onstart_fresh_start():
+    """Test onstart script generation for fresh start."""
+    script = generate_onstart_script(
+        config_path="configs/train_burgers_32dim.yaml",
+        git_method="clone",
+        auto_shutdown=False,
+        branch="main",
+        resume_from_wandb=None,  # Fresh start
+        resume_mode="allow",
+        repo_url=REPO_URL,  # adapted: this checkout may have no `origin` to default to
+    )
+
+    # Should clear checkpoints (ours: only on the instance's first boot, see below)
+    assert "rm -rf /workspace/universal_simulator/checkpoints" in script
+    assert "FRESH START" in script
+
+    # Should NOT download from WandB
+    assert "CheckpointManager" not in script
+    assert "download_checkpoints_from_run" not in script
+    assert "--resume-from-wandb" not in script
+
+
+def test_generate_onstart_resume_from_wandb():
+    """Test onstart script generation for WandB resume."""
+    script = generate_onstart_script(
+        config_path="configs/train_burgers_32dim.yaml",
+        git_method="clone",
+        auto_shutdown=True,
+        branch="main",
+        resume_from_wandb="train-20251028_120000",
+        resume_mode="must",
+        repo_url=REPO_URL,
+    )
+
+    # Should NOT clear checkpoints
+    assert "rm -rf /workspace/universal_simulator/checkpoints" not in script
+    assert "RESUME MODE" in script
+
+    # Should download from WandB. Adapted: the spec embedded `python -c` source with the
+    # run id interpolated into it (CheckpointManager / download_checkpoints_from_run /
+    # resume_mode = 'must'); we call train.py's --resume-from-wandb instead, which does
+    # the same download, so no value is ever spliced into code.
+    assert "train-20251028_120000" in script
+    assert "RUN_ID=train-20251028_120000" in script
+    assert "RESUME_MODE=must" in script
+    assert '--resume-from-wandb "$RUN_ID" --resume-mode "$RESUME_MODE"' in script
+
+    # Should include auto-resume flag
+    assert "--auto-resume" in script
+
+    # Should include auto-shutdown. Adapted: the spec asserted `sudo shutdown -h now`,
+    # which inside a Vast (Docker) container stops nothing that bills; the instance
+    # stops itself through the Vast API with its own CONTAINER_ID / CONTAINER_API_KEY.
+    assert "shutdown -h" not in script
+    assert "-m ups.launch.self_stop --outcome complete --action stop" in script
+
+
+def test_resume_flags_in_launch_parser():
+    """Test that launch parser accepts resume flags (the spec's test only set argv)."""
+    args = build_parser().parse_args([
+        "launch",
+        "--config", "configs/train_burgers_32dim.yaml",
+        "--resume-from-wandb", "train-20251028_120000",
+        "--resume-mode", "must",
+    ])
+    assert args.resume_from_wandb == "train-20251028_120000"
+    assert args.resume_mode == "must"
+    assert args.config == "configs/train_burgers_32dim.yaml"
+
+
+# -- the script, executed -----------------------------------------------------------
+
+def git(*args: str, cwd: Path) -> None:
+    subprocess.run(["git", "-c", "user.name=t", "-c", "user.email=t@t", "-c", "init.defaultBranch=main",
+                    *args], cwd=cwd, check=True, capture_output=True)
+
+
+@pytest.fixture(scope="module")
+def origin(tmp_path_factory) -> Path:
+    """A local repository standing in for the project: stub entry points, two branches."""
+    repo = tmp_path_factory.mktemp("origin")
+    (repo / "scripts").mkdir()
+    (repo / "scripts" / "train.py").write_text(STUB_TRAIN)
+    (repo / "scripts" / "download_data.py").write_text(STUB_DATA)
+    git("init", "-q", cwd=repo)
+    git("add", ".", cwd=repo)
+    git("commit", "-q", "-m", "stub", cwd=repo)
+    git("checkout", "-q", "-b", "feature", cwd=repo)
+    (repo / "FEATURE").write_text("on the feature branch\n")
+    git("add", ".", cwd=repo)
+    git("commit", "-q", "-m", "feature", cwd=repo)
+    git("checkout", "-q", "main", cwd=repo)
+    return repo
+
+
+class Sandbox:
+    """A directory standing in for /workspace, and a way to run the script in it."""
+
+    def __init__(self, root: Path, origin: Path) -> None:
+        self.root, self.origin = root, origin
+        self.workspace = root / "workspace"
+        self.project = self.workspace / "universal_simulator"
+        self.log = root / "calls.jsonl"
+        self.installs = root / "installs"
+
+    def script(self, **kw) -> str:
+        kw.setdefault("config_path", "configs/quickstart.yaml")
+        kw.setdefault("repo_url", str(self.origin))
+        kw.setdefault("workspace", str(self.workspace))
+        kw.setdefault("python_exe", sys.executable)
+        kw.setdefault("install_cmd", [sys.executable, "-c", "import sys; open(sys.argv[1], 'a').write('x')",
+                                      str(self.installs)])
+        return generate_onstart_script(**kw)
+
+    def run(self, script: str, shell: str = "bash", **env: str) -> subprocess.CompletedProcess:
+        path = self.root / "onstart.sh"
+        path.write_text(script)
+        base = {"PATH": os.environ["PATH"], "HOME": str(self.root), "UPS_STUB_LOG": str(self.log)}
+        return subprocess.run([shell, str(path)], env={**base, **env}, capture_output=True, text=True,
+                              timeout=60)
+
+    def train_calls(self) -> list[list[str]]:
+        if not self.log.exists():
+            return []
+        rows = [json.loads(line) for line in self.log.read_text().splitlines()]
+        return [r["argv"] for r in rows if r["script"] == "train"]
+
+
+@pytest.fixture
+def box(tmp_path, origin) -> Sandbox:
+    return Sandbox(tmp_path, origin)
+
+
+def test_first_boot_clears_stale_checkpoints_and_a_restart_keeps_progress(box):
+    (box.project / "checkpoints").mkdir(parents=True)  # baked into the image: stale
+    (box.project / "checkpoints" / "operator.pt").write_text("stale")
+    (box.project / "scripts").mkdir()
+    for name in ("train.py", "download_data.py"):
+        (box.project / "scripts" / name).write_text((box.origin / "scripts" / name).read_text())
+    script = box.script(git_method="docker")
+
+    first = box.run(script)
+    assert first.returncode == 0, first.stderr
+    assert "FRESH START" in first.stdout
+    assert not (box.project / "checkpoints" / "operator.pt").exists()
+
+    second = box.run(script)  # Vast reruns onstart after an outbid stop / restart
+    assert second.returncode == 0, second.stderr
+    assert "FRESH START" not in second.stdout and "RESTART" in second.stdout
+    assert (box.project / "checkpoints" / "progress").read_text() == "step\nstep\n"
+    assert box.train_calls() == [["--config", "configs/quickstart.yaml", "--stage", "all", "--auto-resume"]] * 2
+    assert box.installs.read_text() == "x"  # installed once
+    assert "UPS_RUN_COMPLETE" in (box.workspace / "ups_onstart.log").read_text()
+
+
+def test_clone_checks_out_the_branch_and_a_restart_keeps_the_checkout(box):
+    script = box.script(branch="feature")
+    first = box.run(script)
+    assert first.returncode == 0, first.stderr
+    assert (box.project / "FEATURE").exists()
+    (box.project / "LOCAL_EDIT").write_text("kept")
+    second = box.run(script)
+    assert second.returncode == 0, second.stderr
+    assert "Keeping checkout" in second.stdout and (box.project / "LOCAL_EDIT").exists()
+
+
+def test_restart_without_local_state_resumes_from_the_remote(box):
+    script = box.script(remote_uri="file:///tmp/ups-remote")
+    assert box.run(script).returncode == 0
+    for f in (box.project / "checkpoints").iterdir():
+        f.unlink()  # the local copy is gone; the remote holds the progress
+    second = box.run(script)
+    assert second.returncode == 0, second.stderr
+    first_args, second_args = box.train_calls()
+    assert "--resume-from" not in first_args  # a fresh run's first boot starts fresh
+    assert first_args[-2:] == ["--checkpoint-remote", "file:///tmp/ups-remote"]
+    assert second_args[-4:] == ["--resume-from", "file:///tmp/ups-remote", "--resume-mode", "allow"]
+
+
+def test_resume_mode_keeps_local_checkpoints_and_downloads_only_without_them(box):
+    script = box.script(resume_from_wandb="train-20251028_120000", resume_mode="must")
+    first = box.run(script)
+    assert first.returncode == 0, first.stderr
+    assert "RESUME MODE" in first.stdout and "FRESH START" not in first.stdout
+    second = box.run(script)
+    assert second.returncode == 0, second.stderr
+    first_args, second_args = box.train_calls()
+    assert first_args[-4:] == ["--resume-from-wandb", "train-20251028_120000", "--resume-mode", "must"]
+    assert "--resume-from-wandb" not in second_args  # local state now exists and wins
+    assert (box.project / "checkpoints" / "progress").read_text() == "step\nstep\n"
+
+
+def test_an_injected_repo_url_stays_inert_when_the_script_runs(box, tmp_path):
+    pwned = tmp_path / "pwned"
+    result = box.run(box.script(repo_url=f"{tmp_path}/x'; touch {pwned}; '"))
+    assert result.returncode != 0  # git cannot clone a repository of that name
+    assert not pwned.exists()
+
+
+def test_injected_install_arguments_stay_inert_when_the_script_runs(box, tmp_path):
+    pwned = tmp_path / "pwned"
+    result = box.run(box.script(install_cmd=["echo", f"x; touch {pwned}", f"$(touch {pwned})"]))
+    assert result.returncode == 0, result.stderr
+    assert f"x; touch {pwned} $(touch {pwned})" in result.stdout and not pwned.exists()
+
+
+def test_the_packed_onstart_field_unpacks_and_runs_the_same_script(box):
+    from ups.launch.onstart import onstart_field
+
+    result = box.run(onstart_field(box.script(), str(box.workspace)), shell="sh")
+    assert result.returncode == 0, result.stderr
+    assert "FRESH START" in result.stdout and len(box.train_calls()) == 1
+    assert (box.workspace / ".ups_onstart" / "onstart.sh").read_text() == box.script()
+
+
+@pytest.fixture
+def vast():
+    fake = FakeVast(api_key="container-scoped-key")
+    fake.start()
+    fake.add_instance(77, ["running"])
+    yield fake
+    fake.close()
+
+
+def on_vast(vast: FakeVast, **env: str) -> dict[str, str]:
+    return {"CONTAINER_ID": "77", "CONTAINER_API_KEY": "container-scoped-key", "VAST_URL": vast.url, **env}
+
+
+@pytest.mark.parametrize("action, method", [("stop", "PUT"), ("destroy", "DELETE")])
+def test_auto_shutdown_labels_then_stops_the_instance_through_the_vast_api(box, vast, action, method):
+    result = box.run(box.script(auto_shutdown=True, shutdown_action=action), **on_vast(vast))
+    assert result.returncode == 0, result.stderr
+    label, last = vast.calls(pattern="/instances/77/")[-2:]
+    assert label[:3] == ("PUT", "/api/v0/instances/77/", {"label": "ups:complete"})
+    assert last[0] == method and last[3] == "Bearer container-scoped-key"
+    assert "container-scoped-key" not in result.stdout + result.stderr
+
+
+def test_a_failed_run_is_labelled_and_stopped_but_never_destroyed(box, vast):
+    script = box.script(auto_shutdown=True, shutdown_action="destroy")
+    result = box.run(script, **on_vast(vast, UPS_STUB_TRAIN_RC="1"))
+    assert result.returncode == 1 and "UPS_RUN_FAILED" in result.stdout
+    bodies = [c[2] for c in vast.calls(pattern="/instances/77/")]
+    assert bodies == [{"label": "ups:failed"}, {"state": "stopped"}]
+    assert not vast.calls("DELETE")
+
+
+def test_a_run_ended_by_a_signal_is_left_for_the_next_start(box, vast):
+    result = box.run(box.script(auto_shutdown=True), **on_vast(vast, UPS_STUB_TRAIN_RC="143"))
+    assert result.returncode == 143 and "UPS_RUN_INTERRUPTED" in result.stdout
+    assert vast.requests == []

@@ -1,0 +1,150 @@
+"""The onstart script: validated, quoted, idempotent in shape, and within Vast's limits."""
+
+from __future__ import annotations
+
+import random
+import string
+import subprocess
+
+import pytest
+
+from ups.errors import LaunchError
+from ups.launch import onstart
+from ups.launch.onstart import (
+    MAX_SCRIPT_BYTES, VAST_ONSTART_MAX_CHARS, generate_onstart_script, onstart_field,
+    script_from_onstart_field, validate_run_id,
+)
+
+pytestmark = pytest.mark.timeout(60)
+
+REPO = "https://example.org/ups.git"
+CONFIG = "configs/train_burgers_32dim.yaml"
+EVIL = "x'; touch /tmp/pwned; '"
+
+
+def script(**kw) -> str:
+    kw.setdefault("repo_url", REPO)
+    return generate_onstart_script(kw.pop("config_path", CONFIG), **kw)
+
+
+@pytest.mark.parametrize("run_id", ["train-20251028_120000", "a", "A" * 64, "abc_DEF-123"])
+def test_wandb_run_ids_are_accepted(run_id):
+    assert validate_run_id(run_id) == run_id
+
+
+@pytest.mark.parametrize("run_id", ["", "A" * 65, EVIL, "run id", "run/1", "$(id)", "run\n1"])
+def test_bad_wandb_run_ids_are_rejected(run_id):
+    with pytest.raises(LaunchError, match="--resume-from-wandb"):
+        validate_run_id(run_id)
+
+
+@pytest.mark.parametrize("field, value", [
+    ("resume_from_wandb", EVIL),
+    ("branch", EVIL),
+    ("branch", "--upload-pack=touch /tmp/pwned"),
+    ("branch", "a..b"),
+    ("config_path", EVIL),
+    ("config_path", "-rf"),
+    ("workspace", "/work space"),
+    ("workspace", "/a/../etc"),
+    ("workspace", "relative"),
+    ("remote_uri", "s3://bucket/x y"),
+    ("remote_uri", "https://user:secret@host/path"),
+    ("project_dir_name", "../up"),
+    ("resume_mode", "sometimes"),
+    ("git_method", "rsync"),
+    ("shutdown_action", "halt"),
+    ("python_exe", "python\nrm -rf /"),
+    ("repo_url", "--upload-pack=evil"),
+])
+def test_injected_or_malformed_values_are_rejected(field, value):
+    with pytest.raises(LaunchError):
+        script(**{field: value})
+
+
+@pytest.mark.parametrize("value", [EVIL, 'a"b', "$(touch /tmp/pwned)", "`id`", "a b\tc", "\\;|&<>*?~"])
+def test_a_quoted_assignment_gives_bash_the_exact_value(value):
+    line = onstart._assign("V", value)
+    out = subprocess.run(["bash", "-c", f'{line}\nprintf %s "$V"'], capture_output=True, text=True, check=True)
+    assert out.stdout == value
+
+
+def test_install_arguments_are_quoted_one_by_one():
+    text = script(install_cmd=["pip", "install", "-e", ".; touch /tmp/pwned"])
+    assert "pip install -e '.; touch /tmp/pwned'" in text
+
+
+@pytest.mark.parametrize("kw", [
+    {},
+    {"resume_from_wandb": "run-1", "resume_mode": "must", "auto_shutdown": True},
+    {"remote_uri": "s3://b/p", "resume_from_remote": True, "shutdown_action": "destroy", "auto_shutdown": True},
+    {"remote_uri": "file:///tmp/remote", "git_method": "docker"},
+])
+def test_every_variant_is_valid_bash(kw):
+    subprocess.run(["bash", "-n"], input=script(**kw), text=True, check=True)
+
+
+def test_fresh_start_clears_only_inside_the_first_boot_guard():
+    lines = script().splitlines()
+    guard = lines.index('if [ "$FIRST_BOOT" = 1 ]; then')
+    end = lines.index("fi", guard)
+    wipes = [i for i, line in enumerate(lines) if "rm -rf" in line and "clone" not in line]
+    assert wipes and all(guard < i < end for i in wipes)
+
+
+def test_resume_mode_never_clears_anything():
+    text = script(remote_uri="s3://b/p", resume_from_remote=True)
+    assert "RESUME MODE" in text and "FRESH START" not in text
+    assert not [line for line in text.splitlines() if "rm -rf" in line and "clone" not in line]
+
+
+def test_auto_shutdown_uses_the_vast_api_not_shutdown():
+    text = script(auto_shutdown=True, shutdown_action="destroy")
+    assert "shutdown -h" not in text
+    assert "-m ups.launch.self_stop --outcome complete --action destroy" in text
+    assert "--outcome failed --action stop" in text  # a failed run keeps its disk
+
+
+def test_without_auto_shutdown_the_run_only_labels_itself():
+    text = script()
+    assert "--outcome complete --action none" in text and "--action stop" not in text
+
+
+def test_local_state_wins_over_the_remote():
+    text = script(remote_uri="s3://b/p", resume_from_remote=True)
+    assert 'if [ -e "$CKPT_DIR/stage_status.json" ]; then' in text
+    assert text.index("stage_status.json") < text.index('--resume-from "$REMOTE"')
+
+
+def test_script_and_packed_field_fit_the_limits_at_maximum_input_lengths():
+    # Random letters compress worst, so this is the largest packed field a valid input makes.
+    rng = random.Random(0)
+
+    def text(n: int) -> str:
+        return "".join(rng.choice(string.ascii_letters + string.digits) for _ in range(n))
+
+    workspace = "/" + text(127)
+    longest = generate_onstart_script(
+        text(128), branch=text(100), resume_from_wandb=text(64), auto_shutdown=True,
+        workspace=workspace, repo_url=text(256), remote_uri="s3://" + text(250),
+        resume_from_remote=True, python_exe="/" + text(127), project_dir_name=text(64),
+        install_cmd=[text(84), text(84), text(84)], checkpoint_dir=text(64),
+    )
+    assert len(longest.encode()) < MAX_SCRIPT_BYTES
+    field = onstart_field(longest, workspace)
+    assert len(field) <= VAST_ONSTART_MAX_CHARS
+    assert script_from_onstart_field(field) == longest
+
+
+@pytest.mark.parametrize("field, value", [
+    ("branch", "b" * 101), ("config_path", "c" * 129), ("workspace", "/" + "w" * 128), ("resume_from_wandb", "r" * 65),
+    ("repo_url", "u" * 257), ("remote_uri", "s3://" + "p" * 251), ("install_cmd", ["i" * 257]),
+])
+def test_values_over_their_length_cap_are_rejected(field, value):
+    with pytest.raises(LaunchError):
+        script(**{field: value})
+
+
+def test_an_oversized_script_is_refused_not_truncated():
+    with pytest.raises(LaunchError, match="Vast accepts"):
+        onstart_field("#!/bin/bash\n" + "".join(f"echo {i} {i * 7919 % 104729}\n" for i in range(2000)))
