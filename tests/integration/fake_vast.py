@@ -15,10 +15,10 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import urlsplit
 
 
-def row(instance_id: int, actual: str | None = "running", intended: str = "running",
+def row(instance_id: int, actual_status: str | None = "running", intended: str = "running",
         label: str = "ups:training", **extra) -> dict:
     return {
-        "id": instance_id, "actual_status": actual, "intended_status": intended, "label": label,
+        "id": instance_id, "actual_status": actual_status, "intended_status": intended, "label": label,
         "start_date": time.time() - 60, "extra_env": [], "gpu_name": "RTX 4090", "num_gpus": 1,
         "dph_total": 0.42, "is_bid": False, **extra,
     }
@@ -42,7 +42,7 @@ class FakeVast:
         self.timelines: dict[int, list[dict]] = {}
         self.overrides: dict[int, dict] = {}
         self.created: list[dict] = []  # create payloads, in order
-        self.next_timelines: list[list[str]] = []  # actual statuses for the next created instances
+        self.next_timelines: list[list] = []  # add_instance steps for the next created instances
         self.logs: dict[int, str] = {}
         self.next_id = 9000
         self.lock = threading.Lock()
@@ -50,8 +50,12 @@ class FakeVast:
         self._server: ThreadingHTTPServer | None = None
 
     # -- test-side helpers ------------------------------------------------
-    def add_instance(self, instance_id: int, statuses: list[str | None], **extra) -> None:
-        self.timelines[instance_id] = [row(instance_id, s, **extra) for s in statuses]
+    def add_instance(self, instance_id: int, statuses: list, **extra) -> None:
+        """Each step is an actual_status, or a dict of row fields (e.g. a label)."""
+        self.timelines[instance_id] = [
+            row(instance_id, **{**extra, **s}) if isinstance(s, dict) else row(instance_id, s, **extra)
+            for s in statuses
+        ]
 
     def calls(self, method: str | None = None, pattern: str = "") -> list[tuple]:
         return [r for r in self.requests if (method is None or r[0] == method) and re.search(pattern, r[1])]

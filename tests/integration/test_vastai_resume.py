@@ -185,24 +185,33 @@ def test_first_boot_clears_stale_checkpoints_and_a_restart_keeps_progress(box):
         (box.project / "scripts" / name).write_text((box.origin / "scripts" / name).read_text())
     script = box.script(git_method="docker")
 
-    first = box.run(script)
-    assert first.returncode == 0, first.stderr
-    assert "FRESH START" in first.stdout
+    first = box.run(script, UPS_STUB_TRAIN_RC="143")  # outbid: the container is stopped
+    assert first.returncode == 143, first.stderr
+    assert "FRESH START" in first.stdout and "UPS_RUN_INTERRUPTED" in first.stdout
     assert not (box.project / "checkpoints" / "operator.pt").exists()
 
-    second = box.run(script)  # Vast reruns onstart after an outbid stop / restart
+    second = box.run(script)  # Vast reruns onstart when the container starts again
     assert second.returncode == 0, second.stderr
     assert "FRESH START" not in second.stdout and "RESTART" in second.stdout
     assert (box.project / "checkpoints" / "progress").read_text() == "step\nstep\n"
     assert box.train_calls() == [["--config", "configs/quickstart.yaml", "--stage", "all", "--auto-resume"]] * 2
     assert box.installs.read_text() == "x"  # installed once
-    assert "UPS_RUN_COMPLETE" in (box.workspace / "ups_onstart.log").read_text()
+    log = (box.workspace / "ups_onstart.log").read_text()
+    assert "UPS_RUN_INTERRUPTED" in log and "UPS_RUN_COMPLETE" in log
+
+
+def test_a_finished_run_restarted_by_hand_neither_trains_nor_stops_again(box):
+    script = box.script()
+    assert box.run(script).returncode == 0
+    again = box.run(script)
+    assert again.returncode == 0 and "earlier on this instance" in again.stdout
+    assert len(box.train_calls()) == 1
 
 
 def test_clone_checks_out_the_branch_and_a_restart_keeps_the_checkout(box):
     script = box.script(branch="feature")
-    first = box.run(script)
-    assert first.returncode == 0, first.stderr
+    first = box.run(script, UPS_STUB_TRAIN_RC="143")
+    assert first.returncode == 143, first.stderr
     assert (box.project / "FEATURE").exists()
     (box.project / "LOCAL_EDIT").write_text("kept")
     second = box.run(script)
@@ -212,7 +221,7 @@ def test_clone_checks_out_the_branch_and_a_restart_keeps_the_checkout(box):
 
 def test_restart_without_local_state_resumes_from_the_remote(box):
     script = box.script(remote_uri="file:///tmp/ups-remote")
-    assert box.run(script).returncode == 0
+    assert box.run(script, UPS_STUB_TRAIN_RC="143").returncode == 143
     for f in (box.project / "checkpoints").iterdir():
         f.unlink()  # the local copy is gone; the remote holds the progress
     second = box.run(script)
@@ -225,8 +234,8 @@ def test_restart_without_local_state_resumes_from_the_remote(box):
 
 def test_resume_mode_keeps_local_checkpoints_and_downloads_only_without_them(box):
     script = box.script(resume_from_wandb="train-20251028_120000", resume_mode="must")
-    first = box.run(script)
-    assert first.returncode == 0, first.stderr
+    first = box.run(script, UPS_STUB_TRAIN_RC="143")
+    assert first.returncode == 143, first.stderr
     assert "RESUME MODE" in first.stdout and "FRESH START" not in first.stdout
     second = box.run(script)
     assert second.returncode == 0, second.stderr
@@ -236,9 +245,10 @@ def test_resume_mode_keeps_local_checkpoints_and_downloads_only_without_them(box
     assert (box.project / "checkpoints" / "progress").read_text() == "step\nstep\n"
 
 
-def test_an_injected_repo_url_stays_inert_when_the_script_runs(box, tmp_path):
+@pytest.mark.parametrize("payload", ["x'; touch {p}; '", "x; touch {p}", "$(touch {p})", "x`touch {p}`"])
+def test_an_injected_repo_url_stays_inert_when_the_script_runs(box, tmp_path, payload):
     pwned = tmp_path / "pwned"
-    result = box.run(box.script(repo_url=f"{tmp_path}/x'; touch {pwned}; '"))
+    result = box.run(box.script(repo_url=f"{tmp_path}/" + payload.format(p=pwned)))
     assert result.returncode != 0  # git cannot clone a repository of that name
     assert not pwned.exists()
 
@@ -295,3 +305,13 @@ def test_a_run_ended_by_a_signal_is_left_for_the_next_start(box, vast):
     result = box.run(box.script(auto_shutdown=True), **on_vast(vast, UPS_STUB_TRAIN_RC="143"))
     assert result.returncode == 143 and "UPS_RUN_INTERRUPTED" in result.stdout
     assert vast.requests == []
+
+
+def test_self_stop_off_vast_refuses_to_stop_but_may_skip_the_label(tmp_path):
+    env = {"PATH": os.environ["PATH"], "HOME": str(tmp_path)}
+    run = [sys.executable, "-m", "ups.launch.self_stop", "--outcome", "complete", "--action"]
+    refused = subprocess.run([*run, "stop"], env=env, capture_output=True, text=True, timeout=60)
+    assert refused.returncode == 2 and "CONTAINER_ID/CONTAINER_API_KEY are not set" in refused.stderr
+    assert "Traceback" not in refused.stderr
+    skipped = subprocess.run([*run, "none"], env=env, capture_output=True, text=True, timeout=60)
+    assert skipped.returncode == 0 and "nothing to label" in skipped.stdout

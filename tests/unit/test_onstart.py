@@ -12,8 +12,9 @@ from ups.errors import LaunchError
 from ups.launch import onstart
 from ups.launch.onstart import (
     MAX_SCRIPT_BYTES, VAST_ONSTART_MAX_CHARS, generate_onstart_script, onstart_field,
-    script_from_onstart_field, validate_run_id,
+    script_from_onstart_field,
 )
+from ups.launch.validate import validate_run_id
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -32,7 +33,7 @@ def test_wandb_run_ids_are_accepted(run_id):
     assert validate_run_id(run_id) == run_id
 
 
-@pytest.mark.parametrize("run_id", ["", "A" * 65, EVIL, "run id", "run/1", "$(id)", "run\n1"])
+@pytest.mark.parametrize("run_id", ["", "A" * 65, EVIL, "run id", "run/1", "$(id)", "run\n1", "run\n"])
 def test_bad_wandb_run_ids_are_rejected(run_id):
     with pytest.raises(LaunchError, match="--resume-from-wandb"):
         validate_run_id(run_id)
@@ -55,6 +56,9 @@ def test_bad_wandb_run_ids_are_rejected(run_id):
     ("git_method", "rsync"),
     ("shutdown_action", "halt"),
     ("python_exe", "python\nrm -rf /"),
+    ("repo_url", "https://user:token@github.com/o/r.git"),
+    ("checkpoint_dir", "../elsewhere"),
+    ("install_cmd", "pip install -e ."),
     ("repo_url", "--upload-pack=evil"),
 ])
 def test_injected_or_malformed_values_are_rejected(field, value):

@@ -6,6 +6,7 @@ import pytest
 
 from ups.errors import LaunchError
 from ups.launch.self_stop import LABEL_COMPLETE, LABEL_FAILED, LABEL_TRAINING
+from ups.launch.vast import VastApiError
 from ups.launch.watch import (
     Action, Health, NoOfferError, Observation, WatchPolicy, classify, decide, watch,
 )
@@ -169,3 +170,29 @@ def test_no_offer_keeps_the_old_instance_and_retries():
 def test_unknown_instance_id_is_an_error_not_a_finished_run():
     with pytest.raises(LaunchError, match="instance 1 not found"):
         run_watch(FakeApi({}), lambda: 2)
+
+
+def test_an_api_outage_is_retried_not_taken_for_a_lost_instance():
+    api = FakeApi({1: [r("running"), r("running", label=LABEL_COMPLETE)]})
+    real_show, failures = api.show_instance, iter([True, True, False, False])
+
+    def flaky_show(instance_id):
+        if next(failures):
+            raise VastApiError("cannot reach the Vast API", transient=True)
+        return real_show(instance_id)
+
+    api.show_instance = flaky_show
+    decision, _, lines = run_watch(api, lambda: pytest.fail("must not relaunch"))
+    assert decision.action is Action.DONE
+    assert sum("cannot reach the Vast API" in line for line in lines) == 2
+
+
+def test_a_refusal_by_the_api_ends_the_watch_with_its_error():
+    api = FakeApi({1: [r("running")]})
+
+    def refused(instance_id):
+        raise VastApiError("Vast API refused show instance 1: HTTP 401")
+
+    api.show_instance = refused
+    with pytest.raises(VastApiError, match="HTTP 401"):
+        run_watch(api, lambda: 2)

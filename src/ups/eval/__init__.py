@@ -1,1 +1,9 @@
-"""eval"""
+"""Seeing a run: evaluation of checkpoints, its reports, the status dashboard, the orchestrator.
+
+- `metrics`: nRMSE as PDEBench defines it (pure, tested without models);
+- `evaluation`: one-step and rollout errors of the operator, the operator with the
+  diffusion correction, and the persistence baseline, in physical space;
+- `svg`, `report`: the JSON / CSV / self-contained HTML report;
+- `dashboard`, `dashboard_text`: what `ups status` gathers and prints;
+- `orchestrate`: `run_fast_to_sota` — validate, data, train, small and full eval.
+"""

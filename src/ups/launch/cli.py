@@ -11,7 +11,8 @@ import sys
 
 from ups.errors import UpsError
 from ups.launch import commands
-from ups.launch.onstart import DEFAULT_WORKSPACE, GIT_METHODS, RESUME_MODES, SHUTDOWN_ACTIONS
+from ups.launch.onstart import DEFAULT_WORKSPACE
+from ups.launch.validate import GIT_METHODS, RESUME_MODES, SHUTDOWN_ACTIONS
 from ups.launch.vast import DEFAULT_IMAGE
 
 PROG = "vast_launch.py"
@@ -76,6 +77,11 @@ def _run_options() -> argparse.ArgumentParser:
     g.add_argument("--env", action="append", metavar="NAME",
                    help="forward this local environment variable (e.g. WANDB_API_KEY) to the "
                         "instance; repeatable; values are never printed")
+    g.add_argument("--python", default="python", metavar="EXE",
+                   help="python on the instance (default: python)")
+    g.add_argument("--install-cmd", metavar="CMD",
+                   help="install command, split like a shell line but run without a shell "
+                        "(default: PYTHON -m pip install -e '.[launch]')")
     g.add_argument("--onstart-out", default=".vast/onstart.sh", metavar="PATH",
                    help="where to save the generated script (default: .vast/onstart.sh)")
     return p

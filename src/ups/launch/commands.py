@@ -12,6 +12,7 @@ import argparse
 import json
 import os
 import re
+import shlex
 import sys
 from pathlib import Path
 
@@ -46,11 +47,16 @@ def offer_filter(args: argparse.Namespace) -> OfferFilter:
 
 
 def onstart_script(args: argparse.Namespace, resume_from_remote: bool) -> str:
+    try:
+        install = shlex.split(args.install_cmd) if args.install_cmd is not None else None
+    except ValueError as e:
+        raise LaunchError(f"--install-cmd {args.install_cmd!r}: {e}") from e
     return generate_onstart_script(
         args.config, git_method=args.git_method, auto_shutdown=args.auto_shutdown,
         branch=args.branch, resume_from_wandb=args.resume_from_wandb, resume_mode=args.resume_mode,
         workspace=args.workspace, repo_url=args.repo_url, shutdown_action=args.shutdown_action,
         remote_uri=args.checkpoint_remote, resume_from_remote=resume_from_remote,
+        install_cmd=install, python_exe=args.python,
     )
 
 
@@ -61,7 +67,7 @@ def save_script(script: str, path: str) -> None:
     tmp.write_text(script)
     tmp.chmod(0o755)
     os.replace(tmp, out)
-    print(f"Generated onstart script: {out}", file=sys.stderr)
+    print(f"Generated onstart script: {out}")
 
 
 def create_request(args: argparse.Namespace, script: str, secrets: dict[str, str]) -> CreateRequest:

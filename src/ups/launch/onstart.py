@@ -30,95 +30,19 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from ups.errors import LaunchError
+from ups.launch.validate import (
+    GIT_METHODS, RESUME_MODES, SHUTDOWN_ACTIONS, validate_branch, validate_choice,
+    validate_config_path, validate_dir_name, validate_install_cmd, validate_plain_text,
+    validate_remote_uri, validate_repo_url, validate_run_id, validate_workspace,
+)
 from ups.resume.layout import STATUS_FILE
 
 DEFAULT_WORKSPACE = "/workspace"
 DEFAULT_PROJECT_DIR_NAME = "universal_simulator"
 MAX_SCRIPT_BYTES = 16 * 1024  # the spec's onstart budget; tested at max-length inputs
 VAST_ONSTART_MAX_CHARS = 4048  # what the Vast API accepts in the `onstart` field
-MAX_INSTALL_CHARS = 256
 STATE_DIR_NAME = ".ups_onstart"  # markers and the unpacked script live here
 LOG_FILE_NAME = "ups_onstart.log"
-RESUME_MODES = ("allow", "must", "never")
-GIT_METHODS = ("clone", "docker")
-SHUTDOWN_ACTIONS = ("stop", "destroy")
-
-# Length caps keep any valid input packable into Vast's 4048 characters (tested with
-# random text at every cap, which compresses worst).
-_RUN_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")  # W&B's run id rule
-_BRANCH = re.compile(r"[A-Za-z0-9_][A-Za-z0-9._/+-]{0,99}")
-_REL_PATH = re.compile(r"[A-Za-z0-9_.][A-Za-z0-9._/+-]{0,127}")
-_ABS_PATH = re.compile(r"/[A-Za-z0-9._/+-]{0,127}")
-_DIR_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9._-]{0,63}")
-_URI = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://\S{1,250}")
-_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
-
-
-def validate_run_id(run_id: str) -> str:
-    """A W&B run id: letters, digits, `-`, `_`, 1-64 characters."""
-    if not isinstance(run_id, str) or not _RUN_ID.fullmatch(run_id):
-        raise LaunchError(
-            f"--resume-from-wandb {run_id!r}: not a W&B run id "
-            "(letters, digits, '-' and '_', 1-64 characters; copy it from the run's URL)"
-        )
-    return run_id
-
-
-def validate_branch(branch: str) -> str:
-    """A git branch, tag or commit: no leading '-', no '..', no spaces or shell characters."""
-    ok = isinstance(branch, str) and _BRANCH.fullmatch(branch)
-    if not ok or ".." in branch or branch.endswith(("/", ".lock", ".")):
-        raise LaunchError(f"--branch {branch!r}: not a git branch, tag or commit name")
-    return branch
-
-
-def validate_config_path(path: str) -> str:
-    """A config path, relative to the project checkout or absolute on the instance."""
-    if not isinstance(path, str) or not (_REL_PATH.fullmatch(path) or _ABS_PATH.fullmatch(path)):
-        raise LaunchError(
-            f"--config {path!r}: use a plain path (letters, digits, '._/+-'), "
-            "e.g. configs/train_burgers_32dim.yaml"
-        )
-    return path
-
-
-def validate_workspace(path: str) -> str:
-    """An absolute directory on the instance without '..' or shell characters."""
-    if not isinstance(path, str) or not _ABS_PATH.fullmatch(path) or "/../" in f"{path}/":
-        raise LaunchError(f"--workspace {path!r}: use an absolute path such as /workspace")
-    return path.rstrip("/") or "/"
-
-
-def validate_remote_uri(uri: str) -> str:
-    """An fsspec URI (`file:///x`, `s3://bucket/prefix`); it is quoted, never parsed by the shell."""
-    if not isinstance(uri, str) or not _URI.fullmatch(uri):
-        raise LaunchError(f"--checkpoint-remote {uri!r}: use an fsspec URI such as s3://bucket/run1")
-    if re.match(r"[^:]*://[^/]*@", uri):  # user:password@host would put a secret in the script
-        raise LaunchError("--checkpoint-remote: no credentials in the URI; pass them with --env")
-    return uri
-
-
-def validate_plain_text(value: str, what: str, max_len: int = 256) -> str:
-    """Free text that will be shell-quoted: no control characters, no leading '-'."""
-    if not isinstance(value, str) or not value or len(value) > max_len:
-        raise LaunchError(f"{what} {value!r}: must be 1-{max_len} characters")
-    if _CONTROL.search(value) or value.startswith("-"):
-        raise LaunchError(f"{what} {value!r}: no control characters or leading '-'")
-    return value
-
-
-def _install_arg(arg: str) -> str:
-    # Install arguments are quoted one by one (so `&&` or `;` stay literal text);
-    # options like `-e` are expected here, control characters are not.
-    if not isinstance(arg, str) or _CONTROL.search(arg):
-        raise LaunchError(f"--install-cmd argument {arg!r}: no control characters")
-    return arg
-
-
-def _choice(value: str, choices: Sequence[str], what: str) -> str:
-    if value not in choices:
-        raise LaunchError(f"{what} {value!r}: choose one of {', '.join(choices)}")
-    return value
 
 
 def default_repo_url() -> str:
@@ -157,6 +81,11 @@ def _header(workspace: str, project_dir: str, config_path: str, python_exe: str)
         'mkdir -p "$STATE_DIR"',
         'exec > >(tee -a "$LOG_FILE") 2>&1',
         'echo "=== ups onstart $(date -u +%Y-%m-%dT%H:%M:%SZ) ==="',
+        "# A finished run restarted by hand (to copy results) must not train or stop again.",
+        'if [ -e "$STATE_DIR/run_complete" ]; then',
+        '  echo "UPS_RUN_COMPLETE earlier on this instance; nothing to do ($STATE_DIR/run_complete)"',
+        "  exit 0",
+        "fi",
         "FIRST_BOOT=0",
         'if [ ! -e "$STATE_DIR/first_boot_done" ]; then FIRST_BOOT=1; fi',
         "",
@@ -223,9 +152,7 @@ def _install_and_data(install_cmd: Sequence[str] | None) -> list[str]:
     if install_cmd is None:
         cmd = "\"$PY\" -m pip install -e '.[launch]'"
     else:
-        cmd = " ".join(shlex.quote(_install_arg(a)) for a in install_cmd)
-        if len(cmd) > MAX_INSTALL_CHARS:
-            raise LaunchError(f"--install-cmd: at most {MAX_INSTALL_CHARS} characters")
+        cmd = " ".join(shlex.quote(a) for a in validate_install_cmd(install_cmd))
     return [
         'if [ ! -e "$STATE_DIR/installed" ]; then',
         "  echo 'Installing the project'",
@@ -296,17 +223,22 @@ def _train(
 def _outcome(auto_shutdown: bool, shutdown_action: str) -> list[str]:
     # train.py exits 0 only after its uploads are flushed and the W&B run is finished,
     # so stopping the instance right after cannot lose the remote copy.
-    done_action = shutdown_action if auto_shutdown else "none"
     fail_action = "stop" if auto_shutdown else "none"  # keep the disk for a post-mortem
     self_stop = '"$PY" -m ups.launch.self_stop'
+    if auto_shutdown:
+        done = [
+            f"  {self_stop} --outcome complete --action {shutdown_action} || {{",
+            "    echo 'UPS_SHUTDOWN_FAILED: could not stop this instance; stop it yourself' >&2",
+            "    exit 1",
+            "  }",
+        ]
+    else:  # the label only tells `watch` the run is done; failing to set it is not fatal
+        done = [f"  {self_stop} --outcome complete --action none || echo 'warning: not labelled'"]
     return [
         'if [ "$RC" -eq 0 ]; then',
         '  touch "$STATE_DIR/run_complete"',
         "  echo 'UPS_RUN_COMPLETE: training finished'",
-        f"  {self_stop} --outcome complete --action {done_action} || {{",
-        "    echo 'UPS_SHUTDOWN_FAILED: could not label/stop this instance; stop it yourself' >&2",
-        "    exit 1",
-        "  }",
+        *done,
         "  exit 0",
         "fi",
         'if [ "$UPS_INTERRUPTED" = 1 ] || [ "$RC" -ge 128 ]; then',
@@ -344,23 +276,20 @@ def generate_onstart_script(
     and clears old checkpoints once. `install_cmd` is an argv list (each item quoted);
     None installs the checkout with `pip install -e '.[launch]'`.
     """
-    config_path = validate_config_path(config_path)
-    branch = validate_branch(branch)
-    _choice(git_method, GIT_METHODS, "--git-method")
-    _choice(resume_mode, RESUME_MODES, "--resume-mode")
-    _choice(shutdown_action, SHUTDOWN_ACTIONS, "--shutdown-action")
+    config_path, branch = validate_config_path(config_path), validate_branch(branch)
+    validate_choice(git_method, GIT_METHODS, "--git-method")
+    validate_choice(resume_mode, RESUME_MODES, "--resume-mode")
+    validate_choice(shutdown_action, SHUTDOWN_ACTIONS, "--shutdown-action")
     run_id = validate_run_id(resume_from_wandb) if resume_from_wandb is not None else None
     remote = validate_remote_uri(remote_uri) if remote_uri is not None else None
     if resume_from_remote and remote is None:
         raise LaunchError("--resume-from-remote needs --checkpoint-remote URI")
-    if not _DIR_NAME.fullmatch(project_dir_name or ""):
-        raise LaunchError(f"project directory name {project_dir_name!r}: letters, digits, '._-'")
-    if not _DIR_NAME.fullmatch(checkpoint_dir):
-        raise LaunchError(f"checkpoint dir {checkpoint_dir!r}: a directory name in the project")
+    validate_dir_name(project_dir_name, "project directory")
+    validate_dir_name(checkpoint_dir, "checkpoint directory")
     ws = validate_workspace(workspace)
-    python_exe = validate_plain_text(python_exe, "python executable", 128)
+    python_exe = validate_plain_text(python_exe, "--python", 128)
     if git_method == "clone":
-        repo_url = validate_plain_text(repo_url or default_repo_url(), "--repo-url")
+        repo_url = validate_repo_url(repo_url or default_repo_url())
     project_dir = f"{ws.rstrip('/')}/{project_dir_name}"
     resuming = run_id is not None or resume_from_remote
     lines = (

@@ -28,9 +28,17 @@ PUBLIC_ENV = {"PYTHONUNBUFFERED": "1"}  # set on every instance; not a secret
 
 
 class VastApiError(LaunchError):
-    """The Vast API could not be reached or refused a call (not a usage error)."""
+    """The Vast API could not be reached or refused a call (not a usage error).
+
+    `transient`: unreachable, rate-limited or a server error, worth retrying later;
+    a refusal (bad key, unknown offer) is not.
+    """
 
     exit_code = 1
+
+    def __init__(self, message: str, transient: bool = False) -> None:
+        super().__init__(message)
+        self.transient = transient
 
 
 def api_key_files() -> list[Path]:
@@ -143,10 +151,12 @@ class VastApi:
         try:
             yield
         except requests.HTTPError as e:
-            code = e.response.status_code if e.response is not None else "?"
-            raise VastApiError(f"Vast API refused {what}: HTTP {code}{_detail(e.response)}") from e
+            code = e.response.status_code if e.response is not None else 0
+            raise VastApiError(f"Vast API refused {what}: HTTP {code}{_detail(e.response)}",
+                               transient=code == 429 or code >= 500) from e
         except (requests.ConnectionError, requests.Timeout, TimeoutError) as e:
-            raise VastApiError(f"cannot reach the Vast API at {self.server_url} for {what}") from e
+            raise VastApiError(f"cannot reach the Vast API at {self.server_url} for {what}",
+                               transient=True) from e
         except (requests.RequestException, ValueError, KeyError, TypeError) as e:
             raise VastApiError(f"unexpected Vast API answer to {what}: {type(e).__name__}") from e
 

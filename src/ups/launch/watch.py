@@ -22,6 +22,7 @@ from typing import Callable, Protocol
 
 from ups.errors import LaunchError
 from ups.launch.self_stop import LABEL_COMPLETE, LABEL_FAILED
+from ups.launch.vast import VastApiError
 
 
 class Health(Enum):
@@ -116,14 +117,18 @@ def decide(health: Health, unhealthy_for_s: float, relaunches: int, policy: Watc
         return Decision(Action.DONE, "destroyed (its own auto-shutdown, or you); not relaunching")
     if health is Health.RUNNING:
         return Decision(Action.WAIT, "running")
-    timeout = policy.timeout_for(health)
+    timeout, took = policy.timeout_for(health), _secs(unhealthy_for_s)
     if unhealthy_for_s < timeout:
-        return Decision(Action.WAIT, f"{health.value} for {unhealthy_for_s:.0f}s of {timeout:.0f}s allowed")
+        return Decision(Action.WAIT, f"{health.value} for {took} of {_secs(timeout)} allowed")
     if relaunches >= policy.max_relaunches:
-        return Decision(Action.GIVE_UP, f"{health.value} for {unhealthy_for_s:.0f}s and "
+        return Decision(Action.GIVE_UP, f"{health.value} for {took} and "
                                         f"{relaunches} of {policy.max_relaunches} relaunches used")
-    return Decision(Action.RELAUNCH, f"{health.value} for {unhealthy_for_s:.0f}s "
-                                     f"(> {timeout:.0f}s); relaunch {relaunches + 1} of {policy.max_relaunches}")
+    return Decision(Action.RELAUNCH, f"{health.value} for {took} (limit {_secs(timeout)}); "
+                                     f"relaunch {relaunches + 1} of {policy.max_relaunches}")
+
+
+def _secs(seconds: float) -> str:
+    return f"{seconds:.0f}s" if seconds >= 10 else f"{seconds:.1f}s"
 
 
 class InstanceApi(Protocol):
@@ -184,7 +189,14 @@ def watch(
     """Poll until the run ends; returns the final decision and the last instance id."""
     w, last = _Watched(instance_id), None
     while True:
-        health = _observe(api, w)
+        try:
+            health = _observe(api, w)
+        except VastApiError as e:  # a blip of the API is not a lost instance
+            if not e.transient:
+                raise
+            log(f"{stamp()} watch: {e}; trying again in {poll_s:.0f}s")
+            sleep(poll_s)
+            continue
         now = clock()
         if health is Health.RUNNING:
             w.unhealthy_since = None

@@ -5,19 +5,27 @@ process — on this machine or, after a download, on a fresh one — logs into t
 same run. Metrics are keyed by `trainer/global_step`, a step that is the same
 for the same point of training however many times it was interrupted, so W&B
 never drops a resumed point as "step less than current step".
+
+The API key is never handled here: the SDK reads `WANDB_API_KEY` from the
+environment, and every message that quotes an SDK error goes through `redact`.
 """
 
 from __future__ import annotations
 
+import os
 import re
+import secrets
+import string
 from pathlib import Path
 from typing import Any, Optional
 
 from ups.config import Config
-from ups.errors import ConfigError
+from ups.errors import ConfigError, RemoteError
 from ups.resume.metadata import read_metadata, update_metadata
 
 GLOBAL_STEP = "trainer/global_step"
+RESUME_MODES = ("allow", "must", "never")
+WANDB_MODES = ("online", "offline", "disabled")
 _RUN_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 
 
@@ -30,28 +38,86 @@ def validate_run_id(run_id: str, source: str = "--resume-from-wandb") -> str:
     return run_id
 
 
+def validate_resume_mode(mode: str) -> str:
+    if mode not in RESUME_MODES:
+        raise ConfigError(f"--resume-mode: {mode!r} is not one of {', '.join(RESUME_MODES)}")
+    return mode
+
+
+def new_run_id() -> str:
+    """A fresh id in W&B's own style (8 lowercase letters and digits)."""
+    return "".join(secrets.choice(string.ascii_lowercase + string.digits) for _ in range(8))
+
+
 def persisted_run_id(checkpoint_dir: Path) -> Optional[str]:
     info = read_metadata(checkpoint_dir).get("training_wandb") or {}
     run_id = info.get("id")
     return validate_run_id(run_id, f"{checkpoint_dir}/metadata.json training_wandb.id") if run_id else None
 
 
-def start_wandb(cfg: Config, checkpoint_dir: Path, run_id: Optional[str] = None, resume: str = "allow") -> Any:
-    """Start (or continue) the W&B run; None when W&B logging is off."""
-    w = cfg.logging.wandb
-    if not w.enabled or w.mode == "disabled":
-        return None
-    import wandb
+def persisted_resume_mode(checkpoint_dir: Path) -> Optional[str]:
+    """A mode recorded by `CheckpointManager.setup_wandb_resume` for the next start."""
+    mode = (read_metadata(checkpoint_dir).get("training_wandb") or {}).get("resume")
+    return validate_resume_mode(mode) if mode else None
 
-    run_id = run_id or persisted_run_id(checkpoint_dir) or wandb.util.generate_id()
-    run = wandb.init(
-        project=w.project, entity=w.entity, name=w.run_name, group=w.group, tags=list(w.tags) or None,
-        mode=w.mode, id=validate_run_id(run_id, "W&B run id"), resume=resume, config=cfg.as_dict(),
-    )
+
+def wandb_mode(cfg: Config) -> Optional[str]:
+    """The effective W&B mode, None when logging is off. `WANDB_MODE` in the environment wins."""
+    w = cfg.logging.wandb
+    if not w.enabled:
+        return None
+    env = os.environ.get("WANDB_MODE", "").strip().lower()
+    mode = {"dryrun": "offline"}.get(env, env) if env in WANDB_MODES + ("dryrun",) else w.mode
+    return None if mode == "disabled" else mode
+
+
+def start_wandb(cfg: Config, checkpoint_dir: Path, run_id: Optional[str] = None, resume: Optional[str] = None) -> Any:
+    """Start (or continue) the W&B run; None when W&B logging is off.
+
+    `resume="never"` starts a new run (a new id); otherwise the id given, else the
+    persisted one, is continued.
+    """
+    mode = wandb_mode(cfg)
+    if mode is None:
+        return None
+    resume = validate_resume_mode(resume or persisted_resume_mode(checkpoint_dir) or "allow")
+    if resume == "never":
+        run_id = run_id or new_run_id()
+    else:
+        run_id = run_id or persisted_run_id(checkpoint_dir) or new_run_id()
+    run = _init(cfg, mode, validate_run_id(run_id, "W&B run id"), resume)
     run.define_metric(GLOBAL_STEP)
     run.define_metric("*", step_metric=GLOBAL_STEP)
     update_metadata(checkpoint_dir, training_wandb={
         "id": run.id, "name": run.name, "project": run.project, "entity": run.entity,
-        "url": getattr(run, "url", None), "mode": w.mode,
+        "url": getattr(run, "url", None), "mode": mode,
     })
+    print(f"W&B run {run.id} ({mode}, resume={resume})", flush=True)
     return run
+
+
+def _init(cfg: Config, mode: str, run_id: str, resume: str) -> Any:
+    import wandb
+
+    from ups.remote.store import one_line
+
+    w = cfg.logging.wandb
+    try:
+        return wandb.init(
+            project=w.project, entity=w.entity, name=w.run_name, group=w.group, tags=list(w.tags) or None,
+            mode=mode, id=run_id, resume=resume, config=cfg.as_dict(),
+        )
+    except Exception as e:
+        raise RemoteError(f"W&B could not start run {run_id} (resume={resume}): {one_line(e)}") from e
+
+
+def finish_wandb(run: Any, exit_code: int = 0) -> None:
+    """Finish the run; a preempted one is marked so W&B shows it as preempted, not crashed."""
+    if run is None:
+        return
+    if exit_code == 143 and hasattr(run, "mark_preempting"):
+        try:
+            run.mark_preempting()
+        except Exception:  # noqa: BLE001 - cosmetic; finishing matters more
+            pass
+    run.finish(exit_code=exit_code)

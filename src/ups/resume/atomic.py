@@ -17,6 +17,8 @@ import tempfile
 from pathlib import Path
 from typing import Any, BinaryIO, Iterator
 
+from ups.resume.faults import crash_point
+
 TEMP_PREFIX = ".tmp-"
 _CHUNK = 1 << 20
 
@@ -51,6 +53,7 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
         yield tmp
         with open(tmp, "rb+") as f:
             os.fsync(f.fileno())
+        crash_point(f"before-rename:{path.name}")
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):

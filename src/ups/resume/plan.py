@@ -65,7 +65,7 @@ def decide(f: StageFacts, auto_resume: bool) -> Decision:
     if not auto_resume:
         return Decision(f.name, RUN, "fresh start (no --auto-resume)")
     if f.pending_upstream:
-        return Decision(f.name, RUN, f"upstream {_names(f.pending_upstream)} will be retrained first")
+        return Decision(f.name, RUN, f"runs after upstream {_names(f.pending_upstream)} finishes training")
     if f.status == "completed":
         return _decide_completed(f)
     if f.status in ("in_progress", "failed"):

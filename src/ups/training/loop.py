@@ -25,6 +25,7 @@ from torch import nn
 
 from ups.config import ResolvedStage
 from ups.models.ema import EMA
+from ups.resume.faults import crash_point
 from ups.resume.files import STATE_FORMAT
 from ups.resume.policy import SavePolicy
 from ups.resume.rng import capture_rng, restore_rng
@@ -202,6 +203,7 @@ class Trainer:
     def _after_step(self) -> None:
         """Log, finish the epoch, save or stop — in that order, so a save sees a settled state."""
         run = self.run
+        crash_point(f"after-step:{run.name}:{self.pos.step}")
         if self.pos.step % run.log_every == 0:
             self._log_train()
         if self.pos.batch >= self.spe:

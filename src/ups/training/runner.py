@@ -13,7 +13,7 @@ from __future__ import annotations
 import contextlib
 import time
 from dataclasses import dataclass, field
-from typing import Any, Optional
+from typing import Any, Callable, ContextManager, Optional
 
 import torch
 
@@ -21,6 +21,7 @@ from ups.config import Config, config_hash
 from ups.errors import MissingUpstreamError
 from ups.models.build import architecture
 from ups.resume.atomic import remove_stale_temps
+from ups.resume.faults import crash_point
 from ups.resume.files import OUTPUT_FORMAT, save_torch
 from ups.resume.layout import OUTPUT_ROLES, STATE_DIR
 from ups.resume.lock import CheckpointDirLock
@@ -51,6 +52,9 @@ class RunOptions:
     # on_state_saved(stage, record) and on_stage_completed(stage).
     hooks: list[Any] = field(default_factory=list)
     wandb_run: Any = None
+    # Entered once the checkpoint directory is locked, before anything in it is read;
+    # exited before the lock is released (remote download, W&B run, background sync).
+    on_locked: Optional[Callable[[], ContextManager[Any]]] = None
 
 
 def banner(text: str) -> None:
@@ -61,9 +65,11 @@ def run_pipeline(cfg: Config, opts: RunOptions) -> dict[str, str]:
     """Train the selected stages; returns {stage: action taken}. Raises UpsError subclasses."""
     ckpt = cfg.checkpoint_dir
     selected = list(STAGES) if opts.stage == "all" else [BY_NAME[opts.stage]]
-    with CheckpointDirLock(ckpt) as lock, StopRequest() as stop:
+    with CheckpointDirLock(ckpt) as lock, StopRequest() as stop, contextlib.ExitStack() as session:
         if lock.took_over_stale_lock():
             print(f"Took over a stale lock left by {lock.previous_holder}", flush=True)
+        if opts.on_locked is not None:
+            session.enter_context(opts.on_locked())
         for leftover in remove_stale_temps(ckpt):
             print(f"Removed an unfinished write left by a killed run: {leftover.name}", flush=True)
         if cfg.training.num_threads:
@@ -127,6 +133,7 @@ def _run_one(cfg, opts, ctx, tracker, stop, log, catalog, stage: StageDef, decis
         banner(f"STAGE {stage.index}/4: Skipping {stage.title} (epochs<=0)")
         if decision.action == SKIP:
             print(f"  {stage.name}: {decision.reason}")
+            _saver(cfg, stage, tracker, opts).clear()  # states a kill left after completion
         return "skipped"
     banner(f"STAGE {stage.index}/4: {stage.train_banner}")
     print(f"  {stage.name}: {decision.reason}", flush=True)
@@ -183,7 +190,9 @@ def _train(cfg, opts, ctx, tracker, stop, log, catalog, stage: StageDef, decisio
     started = time.perf_counter()
     outputs = _write_outputs(cfg, ctx, stage, trainer, task.extra, fp, config)
     catalog.forget(stage.outputs)
+    crash_point(f"after-outputs:{stage.name}")
     tracker.mark_stage_completed(stage.name, stage.checkpoint, outputs=outputs, fingerprint=fp, config=config)
+    crash_point(f"after-stage:{stage.name}")
     saver.clear()
     print(f"  wrote {', '.join(outputs)} in {time.perf_counter() - started:.2f}s", flush=True)
     for hook in opts.hooks:

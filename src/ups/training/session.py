@@ -1,32 +1,113 @@
 """One training session from the command line: remote download, W&B, the pipeline, cleanup.
 
-The pieces that surround `run_pipeline` and must be closed in `finally`
-whatever happens: the W&B run and the remote sync.
+Everything here happens while the checkpoint directory is locked (`RunOptions.on_locked`):
+a second trainer started by mistake fails on the lock *before* it downloads over
+the first one's files or logs into its W&B run. In order:
+
+1. `--resume-from URI` / `--resume-from-wandb RUN_ID`: download and verify the
+   latest remote snapshot into the checkpoint directory (then `--auto-resume`).
+2. Start or continue the W&B run (the id persisted in metadata.json, the one given,
+   or a new one for `--resume-mode never`).
+3. Start the background sync to the remote: `--checkpoint-remote` /
+   `checkpoint.remote`, else the W&B run's artifact when W&B logging is on.
+4. On the way out, whatever happened: flush the sync (bounded), print the outcome,
+   finish the W&B run.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+from typing import Any, Iterator, Optional
 
 from ups.config import Config
-from ups.remote.wandb_run import start_wandb, validate_run_id
+from ups.errors import RemoteError
+from ups.remote.download import download_checkpoint
+from ups.remote.store import NoRemoteCheckpoint, RemoteStore, open_store
+from ups.remote.sync import FLUSH_SECONDS, RemoteSync
+from ups.remote.wandb_run import finish_wandb, start_wandb, validate_resume_mode, validate_run_id
+from ups.remote.wandb_store import WandbStore
+from ups.resume.signals import TrainingInterrupted
 from ups.training.runner import RunOptions, run_pipeline
+from ups.utils.checkpoint_manager import describe_download
 
 
 def train_from_args(cfg: Config, args: argparse.Namespace) -> int:
-    auto_resume = args.auto_resume
-    run_id = None
-    if args.resume_from_wandb:
-        run_id = validate_run_id(args.resume_from_wandb)
-        auto_resume = True
-    opts = RunOptions(stage=args.stage, auto_resume=auto_resume, device=args.device, config_path=args.config)
-    wandb_run = None
-    try:
-        wandb_run = start_wandb(cfg, cfg.checkpoint_dir, run_id=run_id,
-                                resume=args.resume_mode if run_id else "allow")
-        opts.wandb_run = wandb_run
-        run_pipeline(cfg, opts)
-    finally:
-        if wandb_run is not None:
-            wandb_run.finish()
+    if args.resume_from_wandb and args.resume_from:
+        raise RemoteError("give one of --resume-from-wandb RUN_ID and --resume-from URI, not both")
+    run_id = validate_run_id(args.resume_from_wandb) if args.resume_from_wandb else None
+    mode = validate_resume_mode(args.resume_mode)
+    resuming = bool(run_id or args.resume_from)
+    opts = RunOptions(stage=args.stage, auto_resume=args.auto_resume or resuming, device=args.device,
+                      config_path=args.config)
+    session = Session(cfg, opts, run_id=run_id, resume_from=args.resume_from, mode=mode,
+                      remote=args.checkpoint_remote or cfg.checkpoint.remote)
+    opts.on_locked = session.locked
+    run_pipeline(cfg, opts)
     return 0
+
+
+class Session:
+    def __init__(self, cfg: Config, opts: RunOptions, *, run_id: Optional[str], resume_from: Optional[str],
+                 mode: str, remote: Optional[str]):
+        self.cfg, self.opts = cfg, opts
+        self.run_id, self.resume_from, self.mode, self.remote = run_id, resume_from, mode, remote
+
+    @contextlib.contextmanager
+    def locked(self) -> Iterator[None]:
+        target = open_store(self.remote) if self.remote else None  # a bad URI fails before anything runs
+        self._download()
+        run = start_wandb(self.cfg, self.cfg.checkpoint_dir, run_id=None if self.mode == "never" else self.run_id,
+                          resume=self.mode if (self.run_id or self.resume_from) else None)
+        self.opts.wandb_run = run
+        sync = self._start_sync(target, run)
+        ending = "failed"
+        try:
+            yield
+            ending = "completed"
+        except TrainingInterrupted:
+            ending = "interrupted"
+            raise
+        finally:
+            outcome = sync.close(FLUSH_SECONDS[ending]) if sync else None
+            finish_wandb(run, {"completed": 0, "interrupted": 143}.get(ending, 1))
+        if outcome is not None and not outcome.ok:
+            raise RemoteError(f"training finished, but the remote copy at {sync.store.description} is not up to "
+                              "date (see above); the local checkpoint directory is complete")
+
+    def _download(self) -> None:
+        """Fetch the remote snapshot, or say why training starts fresh (`--resume-mode must`: fail)."""
+        if not (self.run_id or self.resume_from):
+            return
+        store: RemoteStore
+        try:
+            if self.run_id:
+                w = self.cfg.logging.wandb
+                store = WandbStore(self.run_id, entity=w.entity, project=w.project)
+                api = store.api()
+                store.check_run(api)
+                reader = store.open_reader(api)
+            else:
+                store = open_store(self.resume_from)
+                reader = store.open_reader()
+            print(f"📥 Downloading checkpoints from {store.description} ...", flush=True)
+            report = download_checkpoint(store, self.cfg.checkpoint_dir, reader=reader)
+        except NoRemoteCheckpoint as e:
+            if self.mode == "must":
+                raise RemoteError(f"{e}; --resume-mode must needs an existing run with checkpoints "
+                                  "(use --resume-mode allow to start fresh instead)") from e
+            print(f"{e}: starting training from scratch (--resume-mode {self.mode})", flush=True)
+            return
+        print(describe_download(report, self.cfg.checkpoint_dir), flush=True)
+
+    def _start_sync(self, target: Optional[RemoteStore], run: Any) -> Optional[RemoteSync]:
+        if target is None and run is not None:
+            target = WandbStore.for_run(run)
+        if target is None:
+            return None
+        every = self.cfg.checkpoint.upload_every_seconds
+        print(f"☁️  Keeping a remote copy at {target.description} (states every {every:g}s, "
+              "completed stages at once)", flush=True)
+        sync = RemoteSync(target, self.cfg.checkpoint_dir, every)
+        self.opts.hooks.append(sync)
+        return sync.start()

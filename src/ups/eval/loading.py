@@ -1,0 +1,123 @@
+"""Load the checkpoints an evaluation needs, refusing any that do not fit the config.
+
+Evaluation must never quietly score the wrong model: a file that is not a ups
+stage output, an operator trained with other shapes than the config describes,
+or a diffusion model trained on other latents is a `CheckpointError` (exit 2)
+naming the file and the mismatch. Weights load with `weights_only=True`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Optional
+
+import torch
+from torch import Tensor, nn
+
+from ups.config import Config
+from ups.errors import CheckpointError
+from ups.models.build import build_diffusion, build_operator, build_student
+from ups.models.diffusion import sample_mean
+from ups.models.latent import LatentCodec
+from ups.resume.atomic import file_digest
+from ups.resume.files import load_output
+from ups.training.context import check_architecture
+
+# Stages whose file can serve as the correction model, and how to build each.
+CORRECTION_BUILDERS: dict[str, Callable[[Config], nn.Module]] = {
+    "diff_residual": build_diffusion,
+    "consistency_distill": build_student,
+}
+
+Correction = Callable[[Tensor], Tensor]
+
+
+@dataclass
+class Models:
+    """What evaluation runs: the codec, the operator, and optionally the latent correction."""
+
+    codec: LatentCodec
+    operator: nn.Module
+    correction: Optional[Correction] = None
+    files: dict[str, dict[str, Any]] = field(default_factory=dict)  # role -> facts for the report
+
+
+def describe_file(path: Path, obj: dict[str, Any]) -> dict[str, Any]:
+    """Facts about a loaded checkpoint worth printing in a report (what exactly was scored)."""
+    return {"path": str(path), "stage": obj.get("stage"), "role": obj.get("role"), "step": obj.get("step"),
+            "fingerprint": obj.get("fingerprint"), "sha256": file_digest(path)["sha256"]}
+
+
+def _load(path: Path, stages: tuple[str, ...], cfg: Config) -> dict[str, Any]:
+    obj = load_output(path)
+    stage = obj.get("stage")
+    if stage not in stages:
+        raise CheckpointError(f"{path} holds the weights of stage {stage!r}; expected one of {', '.join(stages)}")
+    check_architecture(obj, cfg, stage, path)
+    if not isinstance(obj.get("latent"), dict):
+        raise CheckpointError(f"{path} does not describe its latent codec ('latent' entry missing)")
+    return obj
+
+
+def _codec(obj: dict[str, Any], path: Path) -> LatentCodec:
+    try:
+        return LatentCodec.from_description(obj["latent"])
+    except (KeyError, ValueError) as e:
+        raise CheckpointError(f"{path}: cannot rebuild its latent codec ({e})") from e
+
+
+def _module(build: Callable[[Config], nn.Module], obj: dict[str, Any], cfg: Config, path: Path,
+            device: torch.device) -> nn.Module:
+    model = build(cfg)
+    try:
+        model.load_state_dict(obj["state_dict"])
+    except (RuntimeError, KeyError) as e:
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise CheckpointError(f"Architecture mismatch for {path.name}: its weights do not fit ({first})") from e
+    return model.to(device).eval().requires_grad_(False)
+
+
+def load_models(cfg: Config, operator_path: Path, diffusion_path: Optional[Path], device: torch.device) -> Models:
+    """Operator (and correction) from their files, checked against `cfg` and each other."""
+    operator_path = Path(operator_path)
+    op_obj = _load(operator_path, ("operator",), cfg)
+    models = Models(codec=_codec(op_obj, operator_path).to(device),
+                    operator=_module(build_operator, op_obj, cfg, operator_path, device),
+                    files={"operator": describe_file(operator_path, op_obj)})
+    if diffusion_path is not None:
+        diffusion_path = Path(diffusion_path)
+        d_obj = _load(diffusion_path, tuple(CORRECTION_BUILDERS), cfg)
+        if d_obj["latent"] != op_obj["latent"]:
+            raise CheckpointError(
+                f"{diffusion_path.name} was trained on other latents than {operator_path.name} "
+                f"(codec {d_obj['latent']} vs {op_obj['latent']}); pass files from the same run"
+            )
+        model = _module(CORRECTION_BUILDERS[d_obj["stage"]], d_obj, cfg, diffusion_path, device)
+        models.correction = latent_correction(model, _residual_scale(d_obj, diffusion_path), cfg)
+        models.files["diffusion"] = describe_file(diffusion_path, d_obj)
+    return models
+
+
+def _residual_scale(obj: dict[str, Any], path: Path) -> float:
+    try:
+        scale = float((obj.get("extra") or {})["residual_scale"])
+    except (KeyError, TypeError, ValueError) as e:
+        raise CheckpointError(f"{path} has no usable extra.residual_scale; retrain its stage") from e
+    if not scale > 0:
+        raise CheckpointError(f"{path}: extra.residual_scale={scale} must be positive")
+    return scale
+
+
+def latent_correction(model: nn.Module, scale: float, cfg: Config) -> Correction:
+    """z_pred -> the expected residual E[z1 - op(z0) | op(z0)], back in latent units.
+
+    The denoiser was trained on residuals multiplied by `scale` (see
+    `ups.training.tasks.residual_scale`), so its estimate is divided by it here.
+    `sample_mean` is deterministic: the report is the same on every run.
+    """
+
+    def correct(z_pred: Tensor) -> Tensor:
+        return sample_mean(model, z_pred, z_pred.shape, cfg.diffusion) / scale
+
+    return correct

@@ -1,0 +1,96 @@
+"""A checkpoint directory to look at, on this disk or behind any fsspec URI.
+
+The dashboard reads a run where it is: a local directory, `file:///...`, or the
+remote copy training keeps (`s3://`, `gs://`, ...). Everything goes through one
+fsspec filesystem, so a remote store is read exactly like a local directory —
+only the live-trainer check (a lock on this machine's disk) needs a local path.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Any, Optional
+
+import fsspec
+
+from ups.errors import CheckpointError, RemoteError
+
+CHUNK = 1 << 20
+
+
+class Location:
+    def __init__(self, uri: str | Path):
+        self.uri = str(uri)
+        try:
+            self.fs, root = fsspec.core.url_to_fs(self.uri)
+        except (ImportError, ValueError) as e:
+            raise RemoteError(f"cannot open {self.uri}: {e} (install the fsspec backend for its scheme)") from e
+        self.root = root.rstrip("/") or "/"
+
+    @property
+    def is_local(self) -> bool:
+        protocols = self.fs.protocol if isinstance(self.fs.protocol, tuple) else (self.fs.protocol,)
+        return "file" in protocols
+
+    @property
+    def local_path(self) -> Optional[Path]:
+        return Path(self.root) if self.is_local else None
+
+    @property
+    def display(self) -> str:
+        return str(Path(self.root).resolve()) if self.is_local else self.uri
+
+    def _path(self, name: str) -> str:
+        return f"{self.root}/{name}"
+
+    def require_dir(self) -> None:
+        try:
+            ok = self.fs.isdir(self.root)
+        except OSError as e:
+            raise RemoteError(f"cannot reach {self.uri}: {e}") from e
+        if not ok:
+            raise CheckpointError(f"checkpoint directory not found: {self.display}")
+
+    def read_text(self, name: str) -> Optional[str]:
+        """The file's text, or None when it does not exist."""
+        try:
+            with self.fs.open(self._path(name), "rb") as f:
+                return f.read().decode("utf-8", errors="replace")
+        except FileNotFoundError:
+            return None
+        except OSError as e:
+            raise RemoteError(f"cannot read {self._path(name)}: {e}") from e
+
+    def read_json(self, name: str) -> Any:
+        text = self.read_text(name)
+        return None if text is None else json.loads(text)
+
+    def files(self) -> dict[str, dict[str, Any]]:
+        """Every file below the root: relative name -> {size, mtime (if known)}."""
+        try:
+            found = self.fs.find(self.root, detail=True)
+        except FileNotFoundError:
+            return {}
+        out = {}
+        for path, info in sorted(found.items()):
+            if info.get("type", "file") != "file":
+                continue
+            rel = path[len(self.root):].lstrip("/") if path.startswith(self.root) else path
+            out[rel] = {"size": info.get("size"), "mtime": _mtime(info)}
+        return out
+
+    def sha256(self, name: str) -> str:
+        h = hashlib.sha256()
+        with self.fs.open(self._path(name), "rb") as f:
+            while chunk := f.read(CHUNK):
+                h.update(chunk)
+        return h.hexdigest()
+
+
+def _mtime(info: dict[str, Any]) -> Optional[float]:
+    value = info.get("mtime") or info.get("LastModified") or info.get("updated")
+    if hasattr(value, "timestamp"):
+        return value.timestamp()
+    return float(value) if isinstance(value, (int, float)) else None

@@ -1,0 +1,76 @@
+"""Evaluate checkpoint files end to end: load, check, score, report — what `ups eval` runs.
+
+Shared by `scripts/evaluate.py` and the orchestrator, so an evaluation inside
+`run_fast_to_sota` is the same evaluation a user runs by hand.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Optional
+
+from ups.config import Config, config_hash
+from ups.data.burgers import ensure_data
+from ups.data.pdebench import open_split
+from ups.eval.evaluation import CORRECTED, EvalResult, evaluate
+from ups.eval.loading import load_models
+from ups.eval.report import report_dict, write_reports
+from ups.training.context import resolve_device
+
+DEFAULT_SPLIT = "test"
+
+
+@dataclass
+class Evaluation:
+    result: EvalResult
+    report: dict[str, Any]
+    paths: dict[str, Path]
+
+    @property
+    def summary(self) -> dict[str, Any]:
+        return self.report["summary"]
+
+
+def eval_split(cfg: Config) -> str:
+    """`eval.split`, else `data.split`, else the test split."""
+    return cfg.eval.split or cfg.data.split or DEFAULT_SPLIT
+
+
+def evaluate_checkpoints(cfg: Config, operator: str | Path, diffusion: Optional[str | Path], *,
+                         device: Optional[str] = None, output_prefix: Optional[str | Path] = None,
+                         log: Callable[[str], Any] = print) -> Evaluation:
+    """Score the files on the config's evaluation split and write the three reports.
+
+    Checkpoints are loaded (and refused on any mismatch) before the data is
+    touched: a wrong file fails in a second, not after generating a data set.
+    """
+    dev = resolve_device(device or cfg.training.device)
+    models = load_models(cfg, Path(operator), Path(diffusion) if diffusion else None, dev)
+    split = eval_split(cfg)
+    ensure_data(cfg.data, splits=(split,), log=log)
+    data = open_split(cfg.data, split)
+    try:
+        result = evaluate(cfg, models, data, dev)
+    finally:
+        data.close()
+    context = {"config_hash": config_hash(cfg), "device": str(dev), "data_file": str(data.path)}
+    report = report_dict(result, models.files, context)
+    paths = write_reports(output_prefix or cfg.eval.output_prefix, result, report)
+    return Evaluation(result, report, paths)
+
+
+def key_numbers(ev: Evaluation) -> list[str]:
+    """The lines printed after an evaluation: each method's nRMSE, and the verdict."""
+    s, r = ev.summary, ev.result
+    lines = [f"Evaluated {r.n_samples} {r.split} samples, {r.rollout_steps} rollout steps (nRMSE, PDEBench definition):",
+             f"  {'method':<20} {'one-step':>10} {'rollout':>10} {'final step':>11}"]
+    for m in r.methods:
+        lines.append(f"  {m:<20} {r.one_step[m]:>10.4f} {r.rollout(m):>10.4f} {r.curves[m][-1]:>11.4f}")
+    ratio = s["metric:nrmse"] / s["metric:nrmse_persistence"] if s["metric:nrmse_persistence"] else float("nan")
+    lines.append(f"operator rollout nRMSE {s['metric:nrmse']:.4f} vs persistence {s['metric:nrmse_persistence']:.4f} "
+                 f"({ratio:.2f}x)")
+    if CORRECTED in r.curves:
+        lines.append(f"with diffusion correction: {s['metric:nrmse_corrected']:.4f}")
+    lines += [f"wrote {p}" for p in ev.paths.values()]
+    return lines

@@ -1,0 +1,247 @@
+"""A remote copy of the checkpoint directory at any fsspec URI (file://, s3://, gs://, ...).
+
+The remote mirrors the local layout (`stage_status.json`, `operator.pt`,
+`state/<stage>/step-N.pt`, ...), so `--resume-from URI` also works on a plain
+copy of a checkpoint directory. Commit rules:
+
+- each data file is hashed from an open descriptor *before* it is sent and must
+  match the digest the status records (a file replaced meanwhile aborts the
+  snapshot; writers only ever replace files, so an open descriptor is stable);
+- a local-filesystem remote (a mounted disk, NFS) is written like the checkpoint
+  directory itself: temp file, fsync, rename; object stores (S3, GCS) make an
+  object visible only once its upload completes, and an aborted upload is
+  discarded;
+- `stage_status.json` goes last, then state files no longer named by this or the
+  previous status are deleted (a reader that fetched the previous status still
+  finds its files, or re-reads and retries).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fnmatch
+import hashlib
+import json
+import os
+import posixpath
+import time
+from pathlib import Path
+from typing import BinaryIO, Iterator, Optional
+
+from ups.errors import RemoteError
+from ups.resume.atomic import TEMP_PREFIX, atomic_path, atomic_write_bytes
+from ups.resume.layout import STATE_DIR, STATUS_FILE
+from ups.remote.snapshot import NamedFile, Snapshot, named_files
+from ups.remote.store import (
+    NoRemoteCheckpoint, PublishReport, RemoteReader, RemoteStore, SnapshotChanged, one_line,
+)
+
+_CHUNK = 1 << 20
+# Test hook, inert unless set: `UPS_TEST_UPLOAD_STALL=<glob>[#n]:<seconds>` pauses the
+# n-th upload (default: first) of a data file matching <glob> halfway through, as a
+# slow link would, so a test can kill the process while an upload is in flight.
+STALL_ENV = "UPS_TEST_UPLOAD_STALL"
+_stall_seen: dict[str, int] = {}
+
+
+def stall_seconds(name: str, spec: Optional[str]) -> float:
+    """How long to pause mid-upload of `name` under the hook `spec` (counts matches)."""
+    if not spec:
+        return 0.0
+    pattern, _, seconds = spec.rpartition(":")
+    glob, _, nth = pattern.partition("#")
+    if not fnmatch.fnmatchcase(name, glob):
+        return 0.0
+    _stall_seen[spec] = _stall_seen.get(spec, 0) + 1
+    return float(seconds) if _stall_seen[spec] == int(nth or 1) else 0.0
+
+
+def parse_uri(uri: str):
+    """(filesystem, root path) for a URI; errors say which extra to install."""
+    from fsspec.core import url_to_fs
+
+    if "://" in uri and "@" in uri.split("://", 1)[1].split("/", 1)[0]:
+        raise RemoteError(f"remote URI {uri.split('://')[0]}://...: no credentials in the URI; "
+                          "give them through the environment (e.g. AWS_ACCESS_KEY_ID) instead")
+    try:
+        return url_to_fs(uri)
+    except ImportError as e:
+        extra = {"s3": "s3", "gs": "gcs", "gcs": "gcs"}.get(uri.split("://", 1)[0], "")
+        hint = f"pip install 'ups[{extra}]'" if extra else "install the fsspec backend for it"
+        raise RemoteError(f"remote URI {uri}: {e} ({hint})") from e
+    except ValueError as e:
+        raise RemoteError(f"remote URI {uri}: {e}; use an fsspec URI such as file:///mnt/ckpt or s3://bucket/run1") from e
+
+
+def _is_local(fs) -> bool:
+    from fsspec.implementations.local import LocalFileSystem
+
+    return isinstance(fs, LocalFileSystem)
+
+
+class FsspecStore(RemoteStore):
+    def __init__(self, uri: str):
+        self.uri = uri
+        self.description = uri
+        self.fs, self.root = parse_uri(uri)
+        self.local = _is_local(self.fs)
+        self._have: Optional[dict[str, str]] = None  # remote name -> sha256 known to be there
+        self._last: Optional[tuple[bytes, dict[str, bytes]]] = None
+        self._named_before: set[str] = set()
+
+    def _path(self, name: str) -> str:
+        return posixpath.join(self.root, name)
+
+    # --- publishing ---------------------------------------------------------
+
+    def publish(self, snap: Snapshot, local_dir: Path) -> PublishReport:
+        if self._last == (snap.status_bytes, snap.extras):
+            return PublishReport(skipped=True)
+        started, report = time.perf_counter(), PublishReport()
+        have = self._known()
+        try:
+            for f in snap.files:
+                if have.get(f.name) == f.sha256:
+                    continue
+                have.pop(f.name, None)
+                self._put_file(Path(local_dir) / f.name, f)
+                have[f.name] = f.sha256
+                report.uploaded += 1
+                report.bytes += f.size
+            for name, data in snap.extras.items():
+                self._put_bytes(name, data)
+            self._put_bytes(STATUS_FILE, snap.status_bytes)  # last: now it may name the files above
+        except RemoteError:
+            raise
+        except Exception as e:
+            raise RemoteError(f"upload to {self.description} failed: {one_line(e)}") from e
+        named = {f.name for f in snap.files}
+        self._prune(keep=named | self._named_before)
+        self._named_before = named
+        self._last = (snap.status_bytes, dict(snap.extras))
+        report.seconds = time.perf_counter() - started
+        return report
+
+    def _known(self) -> dict[str, str]:
+        """Files already on the remote, learnt once from its status (checked by size)."""
+        if self._have is None:
+            self._have = {}
+            if self.local:
+                self._remove_stale_temps()
+            with contextlib.suppress(Exception):
+                status = _loads(self.fs.cat_file(self._path(STATUS_FILE)))
+                for f in named_files(status):
+                    if self.fs.size(self._path(f.name)) == f.size:
+                        self._have[f.name] = f.sha256
+                self._named_before = set(self._have)
+        return self._have
+
+    def _put_file(self, src_path: Path, f: NamedFile) -> None:
+        try:
+            src = open(src_path, "rb")
+        except FileNotFoundError:
+            raise SnapshotChanged(f"{f.name} was removed before it could be uploaded") from None
+        with src:
+            sha, size = _hash_open(src)
+            if (sha, size) != (f.sha256, f.size):
+                raise SnapshotChanged(f"{f.name} changed before it could be uploaded")
+            src.seek(0)
+            with self._open_target(f.name) as out:
+                _copy(src, out, f)
+
+    @contextlib.contextmanager
+    def _open_target(self, name: str) -> Iterator[BinaryIO]:
+        if self.local:
+            with atomic_path(self._path(name)) as tmp, open(tmp, "wb") as out:
+                yield out
+            return
+        out = self.fs.open(self._path(name), "wb")
+        try:
+            yield out
+        except BaseException:
+            with contextlib.suppress(Exception):
+                out.discard()  # abort the upload: never commit a partial object
+            raise
+        out.close()
+
+    def _put_bytes(self, name: str, data: bytes) -> None:
+        if self.local:
+            atomic_write_bytes(self._path(name), data)
+        else:
+            self.fs.pipe_file(self._path(name), data)
+
+    def _prune(self, keep: set[str]) -> None:
+        """Delete remote state files that neither this nor the previous status names."""
+        base = self._path(STATE_DIR)
+        with contextlib.suppress(FileNotFoundError):
+            for path in self.fs.find(base):
+                name = posixpath.relpath(path, self.root)
+                if name not in keep and not posixpath.basename(name).startswith(TEMP_PREFIX):
+                    with contextlib.suppress(Exception):
+                        self.fs.rm_file(path)
+                        (self._have or {}).pop(name, None)
+
+    def _remove_stale_temps(self) -> None:
+        """Temp files an uploader killed mid-file left on a local-filesystem remote."""
+        root = Path(self.root)
+        if root.is_dir():
+            for p in root.rglob(f"{TEMP_PREFIX}*"):
+                with contextlib.suppress(OSError):
+                    p.unlink()
+
+    # --- reading ------------------------------------------------------------
+
+    def open_reader(self) -> RemoteReader:
+        try:
+            present = self.fs.exists(self._path(STATUS_FILE))
+        except Exception as e:
+            raise RemoteError(f"cannot reach {self.description}: {one_line(e)}") from e
+        if not present:
+            raise NoRemoteCheckpoint(f"{self.description} holds no checkpoint ({STATUS_FILE} not found)")
+        return _FsspecReader(self)
+
+
+class _FsspecReader(RemoteReader):
+    def __init__(self, store: FsspecStore):
+        self.store = store
+
+    def read_bytes(self, name: str) -> Optional[bytes]:
+        try:
+            return self.store.fs.cat_file(self.store._path(name))
+        except FileNotFoundError:
+            return None
+        except Exception as e:
+            raise RemoteError(f"cannot read {name} from {self.store.description}: {one_line(e)}") from e
+
+    def fetch(self, name: str, dest: Path) -> None:
+        try:
+            self.store.fs.get_file(self.store._path(name), str(dest))
+        except FileNotFoundError:
+            raise RemoteError(f"{self.store.description} does not hold {name}") from None
+        except Exception as e:
+            raise RemoteError(f"cannot download {name} from {self.store.description}: {one_line(e)}") from e
+
+
+def _hash_open(src: BinaryIO) -> tuple[str, int]:
+    h, size = hashlib.sha256(), 0
+    while chunk := src.read(_CHUNK):
+        h.update(chunk)
+        size += len(chunk)
+    return h.hexdigest(), size
+
+
+def _copy(src: BinaryIO, out: BinaryIO, f: NamedFile) -> None:
+    stall = stall_seconds(f.name, os.environ.get(STALL_ENV))
+    sent = 0
+    while chunk := src.read(min(_CHUNK, max(1, f.size // 2)) if stall else _CHUNK):
+        out.write(chunk)
+        sent += len(chunk)
+        if stall and sent < f.size:
+            out.flush()
+            print(f"[test hook] upload paused mid-file: {f.name} ({sent}/{f.size} bytes)", flush=True)
+            time.sleep(stall)
+            stall = 0.0
+
+
+def _loads(data: bytes) -> dict:
+    return json.loads(data)

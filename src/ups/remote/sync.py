@@ -1,0 +1,181 @@
+"""Keep the remote copy current from a background thread, never from the training thread.
+
+The runner calls `on_state_saved` (from the checkpoint writer thread) and
+`on_stage_completed` (training thread) after progress is durable; both only set
+a flag. The sync thread then takes a snapshot — the status file's bytes and the
+files they name — and publishes it: data files first, the status last. A stage
+that completes is published at once; resumable states at most every
+`checkpoint.upload_every_seconds` (the newest one wins, nothing queues up). A
+failed upload is retried with backoff and never stops training. `close` makes
+one last publish of whatever the directory holds, waits a bounded time and
+prints the outcome.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Optional
+
+from ups.errors import RemoteError
+from ups.resume.layout import METADATA_FILE, METRICS_FILE, STATUS_FILE
+from ups.remote.snapshot import Snapshot, named_files, snapshot_tag
+from ups.remote.store import PublishReport, RemoteStore, SnapshotChanged, one_line
+
+SIDE_FILES = (METADATA_FILE, METRICS_FILE)
+BACKOFF_SECONDS = (2.0, 5.0, 15.0, 30.0, 60.0)
+CHANGED_RETRY_SECONDS = 0.2  # a file was replaced mid-upload: the next snapshot is a moment away
+# Bounded waits for the last upload on exit: after a normal end the outputs are the
+# point of the run; after SIGTERM a preempted machine has a short grace period.
+FLUSH_SECONDS = {"completed": 600.0, "failed": 120.0, "interrupted": 25.0}
+
+
+def take_snapshot(checkpoint_dir: Path) -> Snapshot:
+    """The status as it is now and the files it names; side files are read as they are."""
+    checkpoint_dir = Path(checkpoint_dir)
+    status_bytes = (checkpoint_dir / STATUS_FILE).read_bytes()
+    status = json.loads(status_bytes)
+    extras = {n: (checkpoint_dir / n).read_bytes() for n in SIDE_FILES if (checkpoint_dir / n).is_file()}
+    return Snapshot(status_bytes, tuple(named_files(status)), snapshot_tag(status), extras)
+
+
+def next_sync_at(*, dirty: bool, urgent: bool, last_publish: float, every: float, retry_at: float,
+                 now: float) -> Optional[float]:
+    """When the next publish should start (monotonic seconds), or None: nothing to do."""
+    if not dirty:
+        return None
+    earliest = now if urgent else last_publish + every
+    return max(earliest, retry_at)
+
+
+@dataclass
+class SyncOutcome:
+    ok: bool
+    message: str
+
+
+class RemoteSync:
+    """A hook for `RunOptions.hooks` that mirrors a checkpoint directory to a store."""
+
+    def __init__(self, store: RemoteStore, checkpoint_dir: Path, every_seconds: float,
+                 log: Callable[[str], Any] = print, clock: Callable[[], float] = time.monotonic):
+        self.store, self.dir, self.every = store, Path(checkpoint_dir), float(every_seconds)
+        self.log, self.clock = log, clock
+        self._cond = threading.Condition()
+        self._dirty = self._urgent = self._closing = self._abandoned = False
+        self._last_publish = float("-inf")
+        self._retry_at = float("-inf")
+        self._failures_in_row = 0
+        self._thread: Optional[threading.Thread] = None
+        self.published = 0
+        self.last_tag: Optional[str] = None
+        self.last_error: Optional[str] = None
+
+    # --- hooks (any thread) ------------------------------------------------------
+
+    def on_state_saved(self, stage: str, record: dict[str, Any]) -> None:
+        self.request(urgent=False)
+
+    def on_stage_completed(self, stage: str) -> None:
+        self.request(urgent=True)
+
+    def request(self, urgent: bool) -> None:
+        with self._cond:
+            self._dirty = True
+            self._urgent = self._urgent or urgent
+            self._cond.notify_all()
+
+    # --- lifecycle ------------------------------------------------------------
+
+    def start(self) -> "RemoteSync":
+        """Start the thread and publish what the directory holds now."""
+        self._thread = threading.Thread(target=self._run, name="ups-remote-sync", daemon=True)
+        self._thread.start()
+        self.request(urgent=True)
+        return self
+
+    def close(self, timeout: float) -> SyncOutcome:
+        """Publish the final state, wait at most `timeout` seconds, print and return the outcome."""
+        started = self.clock()
+        with self._cond:
+            self._closing = True
+            self._dirty = self._urgent = True
+            self._retry_at = float("-inf")
+            self._cond.notify_all()
+        if self._thread is not None:
+            self._thread.join(timeout)
+        pending = self._thread is not None and self._thread.is_alive()
+        with self._cond:
+            self._abandoned = True
+            self._cond.notify_all()
+        outcome = self._outcome(pending, timeout, self.clock() - started)
+        self.log(outcome.message)
+        self.store.close()
+        return outcome
+
+    def _outcome(self, pending: bool, timeout: float, waited: float) -> SyncOutcome:
+        holds = f"it holds {self.last_tag}" if self.last_tag else "it holds nothing from this run"
+        if pending:
+            return SyncOutcome(False, f"⚠️  Remote copy NOT up to date: {self.store.description} still uploading "
+                                      f"after {timeout:.0f}s; {holds}. The local checkpoint directory is complete.")
+        if self.last_error:
+            return SyncOutcome(False, f"⚠️  Remote copy NOT up to date: {self.store.description}: {self.last_error}; "
+                                      f"{holds}. The local checkpoint directory is complete.")
+        return SyncOutcome(True, f"✓ Remote copy up to date: {self.store.description} ({self.last_tag}, "
+                                 f"flushed in {waited:.1f}s)")
+
+    # --- the thread -------------------------------------------------------------
+
+    def _run(self) -> None:
+        while self._wait_until_due():
+            self._sync_once()
+
+    def _wait_until_due(self) -> bool:
+        """Block until a publish is due; False when the thread should end."""
+        with self._cond:
+            while True:
+                if self._abandoned or (self._closing and not self._dirty):
+                    return False
+                now = self.clock()
+                at = next_sync_at(dirty=self._dirty, urgent=self._urgent or self._closing,
+                                  last_publish=self._last_publish, every=self.every, retry_at=self._retry_at, now=now)
+                if at is not None and at <= now:
+                    self._dirty = self._urgent = False
+                    return True
+                self._cond.wait(timeout=None if at is None else at - now)
+
+    def _sync_once(self) -> None:
+        try:
+            snap = take_snapshot(self.dir)
+            report = self.store.publish(snap, self.dir)
+        except SnapshotChanged:
+            self._retry(CHANGED_RETRY_SECONDS)
+            return
+        except Exception as e:  # a network error must never stop training
+            self.last_error = one_line(e) if isinstance(e, RemoteError) else f"upload failed: {one_line(e)}"
+            delay = BACKOFF_SECONDS[min(self._failures_in_row, len(BACKOFF_SECONDS) - 1)]
+            self._failures_in_row += 1
+            self.log(f"⚠️  remote sync to {self.store.description} failed ({self.last_error}); retrying in {delay:.0f}s")
+            self._retry(delay)
+            return
+        self._published(snap, report)
+
+    def _retry(self, delay: float) -> None:
+        with self._cond:
+            self._dirty = True
+            self._retry_at = self.clock() + delay
+
+    def _published(self, snap: Snapshot, report: PublishReport) -> None:
+        self._last_publish = self.clock()
+        self._failures_in_row = 0
+        self.last_error = None
+        self.last_tag = snap.tag
+        if report.skipped:
+            return
+        self.published += 1
+        if report.uploaded:  # status-only publishes (progress counters, metrics) are not worth a line
+            self.log(f"☁️  synced {snap.tag} to {self.store.description}: {report.uploaded} file(s), "
+                     f"{report.bytes / 1e6:.2f} MB in {report.seconds:.2f}s")

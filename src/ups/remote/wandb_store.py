@@ -1,0 +1,188 @@
+"""A remote copy of the checkpoint directory as W&B artifact versions, through the official SDK.
+
+One artifact per run (`ups-checkpoints-<run id>`, type `ups-checkpoint`); each
+publish logs a new version holding one whole snapshot, aliased `latest` and a
+progress tag (`operator-step-200`, `diff_residual-completed`). W&B commits a
+version as a whole and stores a file only once across versions, so a version
+never names a file it lacks and unchanged outputs cost nothing to re-log.
+
+Uploads go through the live run (`run.log_artifact`; in offline mode they are
+written locally for a later `wandb sync`). Downloads go through `wandb.Api`,
+pinned to one version, so the status and the files it names come from the same
+snapshot. The API key is read by the SDK from the environment; no message here
+ever contains it (`redact`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import tempfile
+import time
+from pathlib import Path
+from typing import Any, Optional
+
+from ups.errors import RemoteError
+from ups.resume.atomic import TEMP_PREFIX, fsync_dir
+from ups.resume.layout import STATUS_FILE
+from ups.remote.snapshot import Snapshot
+from ups.remote.store import (
+    NoRemoteCheckpoint, PublishReport, RemoteReader, RemoteStore, SnapshotChanged, check_file, one_line,
+)
+from ups.remote.wandb_run import validate_run_id
+
+ARTIFACT_TYPE = "ups-checkpoint"
+WAIT_SECONDS = 600  # an online upload must be acknowledged within this bound
+
+
+def artifact_name(run_id: str) -> str:
+    return f"ups-checkpoints-{validate_run_id(run_id, 'W&B run id')}"
+
+
+def is_offline(run: Any) -> bool:
+    with contextlib.suppress(Exception):
+        return bool(run.offline)
+    return getattr(getattr(run, "settings", None), "mode", "") in ("offline", "dryrun")
+
+
+class WandbStore(RemoteStore):
+    def __init__(self, run_id: str, *, entity: Optional[str] = None, project: Optional[str] = None, run: Any = None):
+        self.run_id = validate_run_id(run_id, "W&B run id")
+        self.entity, self.project, self.run = entity, project, run
+        self.artifact = artifact_name(run_id)
+        self.run_path = "/".join(p for p in (entity, project, self.run_id) if p)
+        self.description = "W&B artifact " + "/".join(p for p in (entity, project, self.artifact) if p)
+        self._last: Optional[tuple[bytes, dict[str, bytes]]] = None
+
+    @classmethod
+    def for_run(cls, run: Any) -> "WandbStore":
+        return cls(run.id, entity=run.entity, project=run.project, run=run)
+
+    # --- publishing ---------------------------------------------------------
+
+    def publish(self, snap: Snapshot, local_dir: Path) -> PublishReport:
+        if self.run is None:
+            raise RemoteError(f"{self.description}: no live W&B run to log the artifact from")
+        if self._last == (snap.status_bytes, snap.extras):
+            return PublishReport(skipped=True)
+        import wandb
+
+        started = time.perf_counter()
+        art = wandb.Artifact(self.artifact, type=ARTIFACT_TYPE, metadata={"tag": snap.tag})
+        staged: list[str] = []
+        try:
+            self._add_verified(art, snap, Path(local_dir), staged)
+            self._add_bytes(art, snap)
+            self.run.log_artifact(art, aliases=["latest", snap.tag])
+        except SnapshotChanged:
+            _remove(staged)
+            raise
+        except Exception as e:
+            _remove(staged)
+            raise RemoteError(f"logging {self.description} failed: {one_line(e)}") from e
+        if not is_offline(self.run):
+            try:
+                art.wait(timeout=WAIT_SECONDS)
+            except Exception as e:
+                raise RemoteError(f"uploading {self.description} failed: {one_line(e)}") from e
+        self._last = (snap.status_bytes, dict(snap.extras))
+        return PublishReport(uploaded=len(snap.files), bytes=sum(f.size for f in snap.files),
+                             seconds=time.perf_counter() - started)
+
+    def _add_verified(self, art: Any, snap: Snapshot, local_dir: Path, staged: list[str]) -> None:
+        """Add each named file; the SDK's private copy is what gets uploaded, so check that."""
+        for f in snap.files:
+            try:
+                entry = art.add_file(str(local_dir / f.name), name=f.name, policy="mutable")
+            except (ValueError, FileNotFoundError):
+                raise SnapshotChanged(f"{f.name} was removed before it could be uploaded") from None
+            copy = Path(entry.local_path)
+            staged.append(str(copy))
+            problem = check_file(copy, f)
+            if problem:
+                raise SnapshotChanged(f"{f.name} {problem} (it changed while being copied)")
+
+    def _add_bytes(self, art: Any, snap: Snapshot) -> None:
+        for name, data in [*snap.extras.items(), (STATUS_FILE, snap.status_bytes)]:
+            fd, tmp = tempfile.mkstemp(prefix="ups-")
+            try:
+                with os.fdopen(fd, "wb") as out:
+                    out.write(data)
+                art.add_file(tmp, name=name, policy="mutable")
+            finally:
+                with contextlib.suppress(OSError):
+                    os.unlink(tmp)
+
+    # --- reading ------------------------------------------------------------
+
+    def api(self) -> Any:
+        import wandb
+
+        overrides = {k: v for k, v in (("entity", self.entity), ("project", self.project)) if v}
+        try:
+            return wandb.Api(overrides=overrides, timeout=60)
+        except Exception as e:
+            raise RemoteError(f"W&B API: {one_line(e)} (the key is read from WANDB_API_KEY)") from e
+
+    def check_run(self, api: Any) -> None:
+        """NoRemoteCheckpoint when the run does not exist; RemoteError when W&B cannot be asked."""
+        try:
+            api.run(self.run_path)
+        except ValueError as e:  # the SDK's RunNotFoundError is a ValueError
+            raise NoRemoteCheckpoint(f"W&B run {self.run_path} not found ({one_line(e)})") from e
+        except Exception as e:
+            raise RemoteError(f"cannot look up W&B run {self.run_path}: {one_line(e)}") from e
+
+    def open_reader(self, api: Any = None) -> RemoteReader:
+        api = api or self.api()
+        name = "/".join(p for p in (self.entity, self.project, self.artifact) if p) + ":latest"
+        try:
+            if not api.artifact_exists(name, type=ARTIFACT_TYPE):
+                raise NoRemoteCheckpoint(f"W&B run {self.run_path} has no checkpoints (no artifact {name})")
+            art = api.artifact(name, type=ARTIFACT_TYPE)
+        except RemoteError:
+            raise
+        except Exception as e:
+            raise RemoteError(f"cannot read {name}: {one_line(e)}") from e
+        return _WandbReader(art, self.description)
+
+
+class _WandbReader(RemoteReader):
+    """Reads one pinned artifact version; each file goes to a private temp dir first."""
+
+    def __init__(self, art: Any, description: str):
+        self.art, self.description = art, description
+
+    def read_bytes(self, name: str) -> Optional[bytes]:
+        with tempfile.TemporaryDirectory(prefix="ups-wandb-") as tmp:
+            path = self._download(name, Path(tmp))
+            return None if path is None else path.read_bytes()
+
+    def fetch(self, name: str, dest: Path) -> None:
+        tmp = Path(tempfile.mkdtemp(prefix=TEMP_PREFIX + "wandb-", dir=dest.parent))
+        try:
+            path = self._download(name, tmp)
+            if path is None:
+                raise RemoteError(f"{self.description} does not hold {name}")
+            os.replace(path, dest)
+            fsync_dir(dest.parent)
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+
+    def _download(self, name: str, root: Path) -> Optional[Path]:
+        try:
+            entry = self.art.get_entry(name)
+        except KeyError:
+            return None
+        try:
+            return Path(entry.download(root=str(root), skip_cache=True))
+        except Exception as e:
+            raise RemoteError(f"cannot download {name} from {self.description}: {one_line(e)}") from e
+
+
+def _remove(paths: list[str]) -> None:
+    for p in paths:
+        with contextlib.suppress(OSError):
+            os.chmod(p, 0o600)
+            os.unlink(p)

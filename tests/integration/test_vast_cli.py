@@ -1,0 +1,192 @@
+"""`scripts/vast_launch.py` run as a real process against a local fake Vast API.
+
+The real `vastai` client is pointed at the fake through `VAST_URL`; nothing leaves
+127.0.0.1. Secrets are forwarded by name and must reach the create request, and never
+stdout, stderr or the saved script.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.integration.fake_vast import FakeVast
+from ups.launch.onstart import script_from_onstart_field
+
+pytestmark = pytest.mark.timeout(120)
+
+SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "vast_launch.py"
+SECRET = "supersecret-wandb-0123456789"
+RUN = ["--config", "configs/train_burgers_32dim.yaml", "--repo-url", "https://example.org/ups.git"]
+STAMP = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ watch: ", re.MULTILINE)
+
+
+@pytest.fixture
+def vast():
+    fake = FakeVast(api_key="test-key")
+    fake.start()
+    yield fake
+    fake.close()
+
+
+@pytest.fixture
+def cli(vast, tmp_path):
+    def run(*args: str, **env: str) -> subprocess.CompletedProcess:
+        base = {"PATH": os.environ["PATH"], "HOME": str(tmp_path), "VAST_URL": vast.url,
+                "VAST_API_KEY": "test-key", "WANDB_API_KEY": SECRET}
+        result = subprocess.run([sys.executable, str(SCRIPT), *args], cwd=tmp_path, capture_output=True,
+                                text=True, timeout=60, env={**base, **env})
+        assert SECRET not in result.stdout + result.stderr
+        return result
+    return run
+
+
+def one_line_error(result: subprocess.CompletedProcess, code: int, text: str) -> None:
+    assert result.returncode == code, result.stderr
+    assert "Traceback" not in result.stderr
+    assert result.stderr.strip().count("\n") == 0 and text in result.stderr, result.stderr
+
+
+def test_search_sends_the_filters_and_lists_offers_cheapest_first(cli, vast):
+    result = cli("search", "--gpu-name", "RTX_4090", "--max-price", "0.5", "--min-reliability", "0.99")
+    assert result.returncode == 0, result.stderr
+    (_, _, body, _), = vast.calls("POST", "/bundles/")
+    assert body["gpu_name"] == {"eq": "RTX 4090"} and body["dph_total"] == {"lte": 0.5}
+    assert body["reliability"] == {"gte": 0.99} and body["type"] == "on-demand"
+    assert body["order"] == [["dph_total", "asc"]]
+    assert result.stdout.index("501") < result.stdout.index("502")
+
+
+def test_interruptible_search_asks_for_bid_offers_under_the_bid(cli, vast):
+    assert cli("search", "--interruptible", "--bid", "0.3").returncode == 0
+    (_, _, body, _), = vast.calls("POST", "/bundles/")
+    assert body["type"] == "bid" and body["min_bid"] == {"lte": 0.3}
+
+
+def test_launch_rents_the_cheapest_offer_with_the_script_and_the_forwarded_secret(cli, vast, tmp_path):
+    result = cli("launch", *RUN, "--env", "WANDB_API_KEY", "--checkpoint-remote", "s3://bucket/run1",
+                 "--auto-shutdown", "--shutdown-action", "destroy")
+    assert result.returncode == 0, result.stderr
+    assert "Launched instance 9000 from offer 501" in result.stdout
+    assert [c[:2] for c in vast.requests] == [("POST", "/api/v0/bundles/"), ("PUT", "/api/v0/asks/501/")]
+    body, = vast.created
+    assert body["env"]["WANDB_API_KEY"] == SECRET  # sent to Vast, never printed
+    assert body["label"] == "ups:training" and body["runtype"] == "ssh_proxy"
+    script = script_from_onstart_field(body["onstart"])
+    assert "FRESH START" in script and "--action destroy" in script and SECRET not in script
+    assert (tmp_path / ".vast" / "onstart.sh").read_text() == script
+
+
+def test_launch_with_an_offer_id_skips_the_search(cli, vast):
+    result = cli("launch", *RUN, "--offer-id", "502", "--resume-from-wandb", "train-20251028_120000")
+    assert result.returncode == 0, result.stderr
+    assert [c[:2] for c in vast.requests] == [("PUT", "/api/v0/asks/502/")]
+    assert "RESUME MODE" in script_from_onstart_field(vast.created[0]["onstart"])
+
+
+def test_dry_run_prints_the_script_and_redacted_request_and_sends_nothing(cli, vast, tmp_path):
+    result = cli("launch", *RUN, "--env", "WANDB_API_KEY", "--resume-from-wandb", "train-20251028_120000",
+                 "--interruptible", "--bid", "0.3", "--dry-run")
+    assert result.returncode == 0, result.stderr
+    assert vast.requests == []
+    assert "RESUME MODE" in result.stdout and "RUN_ID=train-20251028_120000" in result.stdout
+    assert '"WANDB_API_KEY": "<redacted>"' in result.stdout and '"price": 0.3' in result.stdout
+    assert '"type": "bid"' in result.stdout
+    assert SECRET not in (tmp_path / ".vast" / "onstart.sh").read_text()
+
+
+@pytest.mark.parametrize("args, code, text", [
+    (["launch", "--config", "x'; touch /tmp/pwned; '", "--repo-url", "u", "--dry-run"], 2, "--config"),
+    (["launch", *RUN, "--resume-from-wandb", "bad id", "--dry-run"], 2, "--resume-from-wandb"),
+    (["launch", *RUN, "--branch", "-x", "--dry-run"], 2, "--branch"),
+    (["launch", *RUN, "--interruptible", "--dry-run"], 2, "--bid"),
+    (["launch", *RUN, "--env", "NOT_SET_ANYWHERE", "--dry-run"], 2, "NOT_SET_ANYWHERE"),
+    (["launch", *RUN, "--env", "A=b", "--dry-run"], 2, "--env"),
+    (["launch", "--dry-run"], 2, "--config"),
+    (["destroy", "5"], 2, "--yes"),
+    (["status", "12345"], 2, "not found"),
+    (["launch", *RUN, "--offer-id", "999"], 1, "HTTP 400: offer 999 is not available"),
+    (["watch", "5", *RUN], 2, "--checkpoint-remote"),
+])
+def test_errors_are_one_line_and_a_nonzero_exit_without_traceback(cli, args, code, text):
+    one_line_error(cli(*args), code, text)
+
+
+def test_missing_api_key_is_one_clear_line(cli):
+    one_line_error(cli("status", VAST_API_KEY=""), 2, "no Vast API key")
+
+
+def test_api_key_is_read_from_the_vastai_key_file(cli, tmp_path):
+    key_file = tmp_path / ".config" / "vastai" / "vast_api_key"
+    key_file.parent.mkdir(parents=True)
+    key_file.write_text("test-key\n")
+    assert cli("status", VAST_API_KEY="").returncode == 0
+
+
+def test_refused_and_unreachable_api_are_one_line_errors(cli):
+    one_line_error(cli("status", VAST_API_KEY="wrong"), 1, "HTTP 401")
+    one_line_error(cli("status", VAST_URL="http://127.0.0.1:9"), 1, "cannot reach the Vast API")
+
+
+def test_status_logs_stop_and_destroy_reach_the_instance(cli, vast):
+    vast.add_instance(42, ["running"])
+    vast.logs[42] = "epoch 3 loss 0.12\n"
+    assert "actual_status=running" in cli("status", "42").stdout
+    assert "id=42" in cli("status").stdout
+    assert cli("logs", "42", "--tail", "5").stdout == "epoch 3 loss 0.12\n"
+    assert cli("stop", "42").returncode == 0
+    assert vast.calls("PUT", "/instances/42/")[-1][2] == {"state": "stopped"}
+    assert cli("destroy", "42", "--yes").returncode == 0
+    assert vast.calls("DELETE", "/instances/42/")
+
+
+WATCH = ["--poll-seconds", "0.1", "--down-timeout", "0.3", "--start-timeout", "5"]
+
+
+def test_watch_replaces_a_lost_instance_and_ends_when_the_replacement_completes(cli, vast):
+    vast.add_instance(100, ["running", "exited"])
+    vast.next_timelines.append(["loading", "running", {"label": "ups:complete"}])
+    result = cli("watch", "100", *RUN, "--checkpoint-remote", "file:///tmp/remote", "--env", "WANDB_API_KEY",
+                 "--max-relaunches", "2", *WATCH)
+    assert result.returncode == 0, result.stderr
+    assert "relaunch 1 of 2" in result.stdout and "launched replacement instance 9000" in result.stdout
+    assert "instance 9000 complete -> done" in result.stdout
+    assert len(STAMP.findall(result.stdout)) >= 4  # every decision is logged with a time
+    assert vast.calls("DELETE", "/instances/100/")  # the lost one can never come back as a 2nd writer
+    body, = vast.created
+    script = script_from_onstart_field(body["onstart"])
+    assert "RESUME MODE" in script and "REMOTE=file:///tmp/remote" in script
+    assert '--resume-from "$REMOTE"' in script and body["env"]["WANDB_API_KEY"] == SECRET
+
+
+def test_watch_gives_up_after_max_relaunches_and_leaves_the_last_instance(cli, vast):
+    vast.add_instance(100, ["exited"])
+    vast.next_timelines.append(["offline"])
+    result = cli("watch", "100", *RUN, "--resume-from-wandb", "train-20251028_120000",
+                 "--max-relaunches", "1", *WATCH)
+    one_line_error(result, 1, "give-up")
+    assert len(vast.created) == 1 and not vast.calls("DELETE", "/instances/9000/")
+    assert "--resume-from-wandb" in script_from_onstart_field(vast.created[0]["onstart"])
+
+
+def test_watch_stops_without_a_relaunch_when_the_instance_is_stopped_on_request(cli, vast):
+    vast.add_instance(100, ["running", {"intended": "stopped", "actual_status": "exited"}])
+    result = cli("watch", "100", *RUN, "--checkpoint-remote", "s3://b/r", *WATCH)
+    assert result.returncode == 0, result.stderr
+    assert "stopped on request" in result.stdout and vast.created == []
+
+
+@pytest.mark.parametrize("command", ["search", "launch", "status", "logs", "stop", "destroy", "watch"])
+def test_help_on_each_subcommand_explains_its_options_with_an_example(cli, command):
+    result = cli(command, "--help")
+    assert result.returncode == 0 and "example:" in result.stdout
+    assert f"python scripts/vast_launch.py {command}" in result.stdout
+
+
+def test_launch_help_says_destroy_ends_all_billing(cli):
+    assert "ALL billing ends" in " ".join(cli("launch", "--help").stdout.split())
