@@ -20,3 +20,19 @@ def reference_run(tmp_path_factory, shared_data):
     config = write_config(root, data_root=shared_data)
     train(config, "--stage", "all", check=True)
     return checkpoint_dir(config)
+
+
+@pytest.fixture
+def finished_run(tmp_path, reference_run, shared_data):
+    """A private copy of the finished tiny pipeline, and a config that points at it: (config, checkpoint_dir).
+
+    Stage fingerprints leave out where files live, so the copy is as `completed,
+    outputs verified` for this config as the original; tests may alter it freely.
+    """
+    import shutil
+
+    reports = {"eval": {"output_prefix": str(tmp_path / "reports" / "eval")}}  # never into the checkout
+    config = write_config(tmp_path, extra=reports, data_root=shared_data)
+    ckpt = checkpoint_dir(config)
+    shutil.copytree(reference_run, ckpt)
+    return config, ckpt

@@ -8,6 +8,7 @@ not pay for importing torch.
 
 from __future__ import annotations
 
+import argparse
 import importlib
 import inspect
 import sys
@@ -48,6 +49,25 @@ def usage() -> str:
     return USAGE.format(table=table)
 
 
+LAUNCH_EXAMPLES = """examples:
+  ups launch search --gpu-name RTX_4090 --max-price 0.6
+  ups launch launch --config configs/train_burgers_32dim.yaml --gpu-name RTX_4090 \\
+      --checkpoint-remote s3://my-bucket/run1 --auto-shutdown --dry-run
+  ups launch watch 1234567 --config configs/train_burgers_32dim.yaml --checkpoint-remote s3://my-bucket/run1
+(ups launch COMMAND --help for each command's options)"""
+
+
+def _print_help_with_examples(name: str) -> int:
+    """Top-level help of a command whose parser has no examples of its own (the launcher's)."""
+    parser = importlib.import_module(COMMANDS[name][0]).build_parser()
+    if not parser.epilog:
+        parser.epilog = LAUNCH_EXAMPLES
+        parser.formatter_class = argparse.RawDescriptionHelpFormatter
+    parser.prog = f"ups {name}"
+    parser.print_help()
+    return 0
+
+
 def _load(name: str):
     module_name = COMMANDS[name][0]
     try:
@@ -72,6 +92,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     command = _load(name)
     if command is None:
         return 2
+    if name == "launch" and rest in (["-h"], ["--help"]):
+        return _print_help_with_examples(name)
     if "prog" in inspect.signature(command).parameters:
         return run_main(lambda a: command(a, prog=f"ups {name}"), rest)
     return run_main(command, rest)

@@ -40,7 +40,8 @@ class Location:
 
     @property
     def display(self) -> str:
-        return str(Path(self.root).resolve()) if self.is_local else self.uri
+        """The URI as given, or the absolute path of a plain local path."""
+        return str(Path(self.root).resolve()) if "://" not in self.uri else self.uri
 
     def _path(self, name: str) -> str:
         return f"{self.root}/{name}"

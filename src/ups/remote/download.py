@@ -124,7 +124,7 @@ def _fetch_verified(reader: RemoteReader, f: NamedFile, dest: Path, force: bool,
                     raise _Unverified(problem)
         except (_Unverified, RemoteError) as e:
             log(f"  download of {f.name} failed (attempt {attempt}/{retries}): {one_line(e)}")
-            time.sleep(min(0.2 * attempt, 1.0))
+            time.sleep(min(0.1 * attempt, 1.0))
             continue
         report.downloaded.append(target)
         report.bytes += f.size

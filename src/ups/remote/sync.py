@@ -119,8 +119,10 @@ class RemoteSync:
     def _outcome(self, pending: bool, timeout: float, waited: float) -> SyncOutcome:
         holds = f"it holds {self.last_tag}" if self.last_tag else "it holds nothing from this run"
         if pending:
-            return SyncOutcome(False, f"⚠️  Remote copy NOT up to date: {self.store.description} still uploading "
-                                      f"after {timeout:.0f}s; {holds}. The local checkpoint directory is complete.")
+            why = f"last error: {self.last_error}" if self.last_error else "the upload is still running"
+            return SyncOutcome(False, f"⚠️  Remote copy NOT up to date: {self.store.description} not flushed "
+                                      f"within {timeout:.0f}s ({why}); {holds}. "
+                                      "The local checkpoint directory is complete.")
         if self.last_error:
             return SyncOutcome(False, f"⚠️  Remote copy NOT up to date: {self.store.description}: {self.last_error}; "
                                       f"{holds}. The local checkpoint directory is complete.")

@@ -1,0 +1,105 @@
+"""A machine dies mid-stage; a brand-new one resumes from the remote copy alone (file:// store)
+and ends with weights bit-identical to a run that was never interrupted."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Callable, Optional
+
+from tests.helpers import REPO, assert_bit_identical, checkpoint_dir, train, write_config
+
+
+def remote_config(root: Path, remote: Path, data_root: Path) -> Path:
+    """The reference run's config, plus a remote that receives every saved state at once."""
+    return write_config(root, {"checkpoint": {"remote": remote.as_uri(), "upload_every_seconds": 0}},
+                        data_root=data_root)
+
+
+def launch(config: Path, log: Path, env: dict[str, str]) -> subprocess.Popen:
+    full_env = {k: v for k, v in os.environ.items() if not k.startswith(("UPS_FAULT", "UPS_TEST"))}
+    full_env.update({"PYTHONUNBUFFERED": "1", **env})
+    return subprocess.Popen([sys.executable, str(REPO / "scripts" / "train.py"), "--config", str(config),
+                             "--stage", "all"], cwd=REPO, env=full_env, stdout=log.open("w"),
+                            stderr=subprocess.STDOUT)
+
+
+def remote_status(remote: Path) -> Optional[dict]:
+    path = remote / "stage_status.json"
+    return json.loads(path.read_text()) if path.exists() else None  # written atomically: never torn
+
+
+def remote_state(remote: Path, stage: str) -> Optional[dict]:
+    status = remote_status(remote) or {}
+    return ((status.get("details") or {}).get(stage) or {}).get("resume_state")
+
+
+def wait_until(proc: subprocess.Popen, condition: Callable[[], bool], timeout: float = 120) -> None:
+    end = time.monotonic() + timeout
+    while not condition():
+        assert proc.poll() is None, f"training ended (rc {proc.returncode}) before the condition held"
+        assert time.monotonic() < end, "timed out waiting"
+        time.sleep(0.01)
+
+
+def sigkill(proc: subprocess.Popen) -> None:
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGKILL)
+    assert proc.wait(timeout=30) == -signal.SIGKILL
+
+
+def resume_on_fresh_machine(root: Path, remote: Path, data_root: Path) -> tuple[subprocess.CompletedProcess, Path]:
+    config = remote_config(root, remote, data_root)
+    assert not checkpoint_dir(config).exists(), "machine B starts empty"
+    done = train(config, "--stage", "all", "--resume-from", remote.as_uri(), check=True)
+    return done, checkpoint_dir(config)
+
+
+def test_sigkill_mid_stage_then_an_empty_machine_resumes_from_the_remote_bit_identically(
+        tmp_path, shared_data, reference_run):
+    remote = tmp_path / "remote"
+    a = remote_config(tmp_path / "a", remote, shared_data)
+    # Killed by the test once the remote holds a state of the running stage; the fault
+    # point is only a backstop that kills it (still mid-stage) on a very slow machine.
+    proc = launch(a, tmp_path / "a.log", {"UPS_FAULT": "after-step:diff_residual:28"})
+    wait_until(proc, lambda: remote_state(remote, "diff_residual") is not None)
+    sigkill(proc)
+    status = remote_status(remote)
+    assert status["stages"]["operator"]["status"] == "completed"
+    assert status["stages"]["diff_residual"]["status"] == "in_progress", "killed mid-stage"
+    saved_step = remote_state(remote, "diff_residual")["step"]
+
+    resumed, b = resume_on_fresh_machine(tmp_path / "b", remote, tmp_path / "b" / "data")
+
+    assert "Downloading checkpoints from file://" in resumed.stdout
+    assert "operator             skip      completed, outputs verified" in resumed.stdout
+    assert f"continuing from step {saved_step}" in resumed.stdout
+    assert "✓ Remote copy up to date" in resumed.stdout
+    assert_bit_identical(reference_run, b)
+
+
+def test_sigkill_during_an_upload_leaves_a_remote_that_still_resumes_bit_identically(
+        tmp_path, shared_data, reference_run):
+    remote = tmp_path / "remote"
+    a = remote_config(tmp_path / "a", remote, shared_data)
+    log = tmp_path / "a.log"
+    # The second diff_residual state upload pauses halfway: the remote then holds the first
+    # one, and half of the second under a temp name, when the machine dies.
+    proc = launch(a, log, {"UPS_TEST_UPLOAD_STALL": "state/diff_residual/*#2:120"})
+    wait_until(proc, lambda: "upload paused mid-file: state/diff_residual/" in log.read_text())
+    sigkill(proc)
+    partial = list((remote / "state" / "diff_residual").glob(".tmp-*"))
+    assert len(partial) == 1 and partial[0].stat().st_size > 0, "killed while a file was half uploaded"
+    named = remote_state(remote, "diff_residual")
+    assert named is not None and not partial[0].name.startswith(f".tmp-{Path(named['file']).name}")
+
+    resumed, b = resume_on_fresh_machine(tmp_path / "b", remote, shared_data)
+
+    assert f"continuing from step {named['step']}" in resumed.stdout
+    assert_bit_identical(reference_run, b)
+    assert not list(remote.rglob(".tmp-*")), "the next uploader clears a killed upload's temp file"

@@ -1,0 +1,119 @@
+"""Standalone evaluation (the spec's Phase 4 test, adapted): a real checkpoint evaluates, a dummy
+state dict or a checkpoint of another architecture is refused with a clear error and exit 2."""
+
+from __future__ import annotations
+
+import csv
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+
+from ups.commands.common import run_main
+from ups.commands.evaluate import main as evaluate_main
+from ups.resume.metadata import read_metadata
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def run_script(script: str, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, str(REPO / "scripts" / script), *args],
+                          cwd=REPO, capture_output=True, text=True, timeout=120)
+
+
+@pytest.fixture
+def dummy_checkpoint(tmp_path):
+    """The spec's fixture: a bare state dict, which is not a ups stage output."""
+    ckpt = tmp_path / "checkpoints"
+    ckpt.mkdir()
+    torch.save({"layer.weight": torch.randn(10, 10)}, ckpt / "operator_ema.pt")
+    return ckpt
+
+
+@pytest.fixture
+def spec_eval_config(tmp_path):
+    """The spec's minimal eval config, with its data kept in tmp_path."""
+    config = {
+        "data": {"root": str(tmp_path / "data"), "split": "test", "limit": 10},
+        "latent": {"dim": 16, "tokens": 32},
+        "operator": {"pdet": {"input_dim": 16, "hidden_dim": 48, "depths": [1], "num_heads": [4]}},
+    }
+    path = tmp_path / "eval_config.yaml"
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+def test_a_dummy_state_dict_is_refused_with_a_clear_error(dummy_checkpoint, spec_eval_config, tmp_path):
+    result = run_script("evaluate.py", "--operator", str(dummy_checkpoint / "operator_ema.pt"),
+                        "--config", str(spec_eval_config), "--device", "cpu",
+                        "--output-prefix", str(tmp_path / "eval_output"))
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.startswith("error: ") and "not a ups stage output" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert not (tmp_path / "eval_output.json").exists()
+    assert not (tmp_path / "data").exists(), "a refused checkpoint must fail before any data is generated"
+
+
+def test_standalone_evaluation_writes_json_csv_and_html(finished_run, tmp_path):
+    config, ckpt = finished_run
+    prefix = tmp_path / "eval_output"
+    result = run_script("evaluate.py", "--operator", str(ckpt / "operator_ema.pt"),
+                        "--diffusion", str(ckpt / "diffusion_residual_ema.pt"),
+                        "--config", str(config), "--device", "cpu", "--output-prefix", str(prefix))
+    assert result.returncode == 0, result.stderr
+    assert "operator rollout nRMSE" in result.stdout and "vs persistence" in result.stdout
+    report = json.loads((tmp_path / "eval_output.json").read_text())
+    assert set(report["methods"]) == {"persistence", "operator", "operator+diffusion"}
+    s = report["summary"]
+    assert s["split"] == "test" and s["samples"] == 8
+    assert s["metric:nrmse"] < s["metric:nrmse_persistence"], "a trained operator beats persistence"
+    assert report["checkpoints"]["operator"]["stage"] == "operator"
+    rows = list(csv.DictReader((tmp_path / "eval_output.csv").open()))
+    assert len(rows) == report["rollout_steps"] == 20
+    assert float(rows[0]["nrmse_operator"]) == pytest.approx(report["methods"]["operator"]["curve"][0], rel=1e-5)
+    assert "<svg" in (tmp_path / "eval_output.html").read_text()
+
+
+def test_operator_only_evaluation_has_no_corrected_method(finished_run, tmp_path, capsys):
+    config, ckpt = finished_run
+    argv = ["--operator", str(ckpt / "operator.pt"), "--config", str(config), "--device", "cpu",
+            "--output-prefix", str(tmp_path / "op"), "--set", "eval.max_samples=3", "--set", "eval.rollout_steps=4"]
+    assert run_main(evaluate_main, argv) == 0
+    report = json.loads((tmp_path / "op.json").read_text())
+    assert set(report["methods"]) == {"persistence", "operator"}
+    assert report["samples"] == 3 and report["rollout_steps"] == 4
+    assert "with diffusion correction" not in capsys.readouterr().out
+
+
+def test_a_checkpoint_of_another_architecture_is_refused_with_exit_2(finished_run, tmp_path, capsys):
+    config, ckpt = finished_run
+    argv = ["--operator", str(ckpt / "operator_ema.pt"), "--config", str(config),
+            "--set", "operator.pdet.hidden_dim=48", "--output-prefix", str(tmp_path / "x")]
+    assert run_main(evaluate_main, argv) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: Architecture mismatch") and "hidden_dim=64 in the file vs 48 in the config" in err
+
+
+def test_a_diffusion_file_passed_as_operator_is_refused(finished_run, tmp_path, capsys):
+    config, ckpt = finished_run
+    argv = ["--operator", str(ckpt / "diffusion_residual_ema.pt"), "--config", str(config),
+            "--output-prefix", str(tmp_path / "x")]
+    assert run_main(evaluate_main, argv) == 2
+    assert "holds the weights of stage 'diff_residual'" in capsys.readouterr().err
+
+
+def test_evaluation_via_run_fast_to_sota_with_skip_training(finished_run, tmp_path):
+    """The spec's second scenario: the orchestrator evaluates without training."""
+    config, ckpt = finished_run
+    result = run_script("run_fast_to_sota.py", "--train-config", str(config), "--skip-training",
+                        "--skip-validation", "--skip-data-check", "--small-eval-config", str(config),
+                        "--skip-full-eval")
+    assert result.returncode == 0, result.stderr
+    assert "Skipping training" in result.stdout
+    meta = read_metadata(ckpt)
+    assert isinstance(meta["last_small_eval"]["metric:nrmse"], float) and meta["last_small_eval_at"]
+    assert Path(meta["last_small_eval"]["report"]).is_file()
