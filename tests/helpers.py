@@ -92,3 +92,15 @@ def assert_bit_identical(a: Path, b: Path) -> None:
         assert wa[name].keys() == wb[name].keys(), name
         for key in wa[name]:
             assert torch.equal(wa[name][key], wb[name][key]), f"{name}:{key} differs"
+
+
+def torchrun(config: Path, *args: str, nproc: int = 2, max_restarts: int = 0, env: dict[str, str] | None = None,
+             timeout: float = 300) -> subprocess.CompletedProcess:
+    """Run `scripts/train.py` under torchrun (a standalone group of `nproc` processes, gloo on CPU)."""
+    full_env = {k: v for k, v in os.environ.items() if not k.startswith("UPS_FAULT")}
+    full_env.update({"PYTHONUNBUFFERED": "1", **(env or {})})
+    return subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", str(nproc),
+         "--max-restarts", str(max_restarts), str(REPO / "scripts" / "train.py"), "--config", str(config), *args],
+        cwd=REPO, env=full_env, capture_output=True, text=True, timeout=timeout,
+    )

@@ -36,9 +36,9 @@ class GeneratorConfig(_Section):
     t_end: float = Field(1.0, gt=0)
     viscosity: float = Field(0.01, gt=0)
     max_modes: int = Field(4, ge=1)
-    n_train: int = Field(96, ge=1)
-    n_val: int = Field(16, ge=1)
-    n_test: int = Field(16, ge=1)
+    n_train: int = Field(32, ge=1)
+    n_val: int = Field(8, ge=1)
+    n_test: int = Field(8, ge=1)
     seed: int = 1234
 
 

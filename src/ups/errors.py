@@ -65,3 +65,14 @@ class LaunchError(UpsError):
     """
 
     exit_code = EXIT_USAGE
+
+
+class DistributedError(UpsError):
+    """A torchrun group could not form, or this rank stopped because another one failed or vanished.
+
+    `exit_code` is the failing rank's own code when it was sent (rank 0's error, broadcast).
+    """
+
+    def __init__(self, message: str, exit_code: int = 1):
+        super().__init__(message)
+        self.exit_code = exit_code

@@ -12,6 +12,8 @@ import time
 from pathlib import Path
 from typing import Callable, Optional
 
+import pytest
+
 from tests.helpers import REPO, assert_bit_identical, checkpoint_dir, train, write_config
 
 
@@ -103,3 +105,39 @@ def test_sigkill_during_an_upload_leaves_a_remote_that_still_resumes_bit_identic
     assert f"continuing from step {named['step']}" in resumed.stdout
     assert_bit_identical(reference_run, b)
     assert not list(remote.rglob(".tmp-*")), "the next uploader clears a killed upload's temp file"
+
+
+@pytest.mark.parametrize("stop, code", [("sigterm", 143), ("crash", 1)])
+def test_on_sigterm_or_a_crash_the_last_state_is_flushed_to_the_remote_before_exit(
+        tmp_path, shared_data, stop, code):
+    remote = tmp_path / "remote"
+    # States are throttled to one an hour: only the exit flush can bring the last one over.
+    config = write_config(tmp_path / "a", {"checkpoint": {"remote": remote.as_uri(), "upload_every_seconds": 3600}},
+                          data_root=shared_data)
+    log = tmp_path / "a.log"
+    env = {"UPS_FAULT": "raise:after-step:diff_residual:10"} if stop == "crash" else {}
+    proc = launch(config, log, env)
+    if stop == "sigterm":
+        wait_until(proc, lambda: "[diff_residual] train" in log.read_text())
+        proc.send_signal(signal.SIGTERM)
+    assert proc.wait(timeout=120) == code, log.read_text()[-2000:]
+    out = log.read_text()
+    assert "✓ Remote copy up to date" in out
+    local = json.loads((checkpoint_dir(config) / "stage_status.json").read_text())
+    assert remote_status(remote) == local, "the remote holds exactly the final local status"
+    named = remote_state(remote, "diff_residual")
+    assert (remote / "state" / named["file"]).read_bytes() == (checkpoint_dir(config) / "state" / named["file"]).read_bytes()
+
+
+def test_resume_from_an_empty_remote_fails_with_must_and_starts_fresh_with_allow(tmp_path, shared_data, capsys):
+    from ups.commands.common import run_main
+    from ups.commands.train import main as train_main
+
+    empty = (tmp_path / "empty-remote").as_uri()
+    config = write_config(tmp_path / "b", data_root=shared_data)
+    base = ["--config", str(config), "--stage", "operator", "--set", "stages.operator.epochs=1", "--resume-from", empty]
+    assert run_main(train_main, [*base, "--resume-mode", "must"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: file://") and "holds no checkpoint" in err and "--resume-mode must" in err
+    assert run_main(train_main, base) == 0
+    assert "holds no checkpoint (stage_status.json not found): starting training from scratch" in capsys.readouterr().out

@@ -15,6 +15,7 @@ import yaml
 
 from ups.commands.common import run_main
 from ups.commands.evaluate import main as evaluate_main
+from ups.commands.orchestrate import main as orchestrate_main
 from ups.resume.metadata import read_metadata
 
 REPO = Path(__file__).resolve().parents[2]
@@ -106,14 +107,13 @@ def test_a_diffusion_file_passed_as_operator_is_refused(finished_run, tmp_path, 
     assert "holds the weights of stage 'diff_residual'" in capsys.readouterr().err
 
 
-def test_evaluation_via_run_fast_to_sota_with_skip_training(finished_run, tmp_path):
+def test_evaluation_with_skip_training(finished_run, capsys):
     """The spec's second scenario: the orchestrator evaluates without training."""
     config, ckpt = finished_run
-    result = run_script("run_fast_to_sota.py", "--train-config", str(config), "--skip-training",
-                        "--skip-validation", "--skip-data-check", "--small-eval-config", str(config),
-                        "--skip-full-eval")
-    assert result.returncode == 0, result.stderr
-    assert "Skipping training" in result.stdout
+    argv = ["--train-config", str(config), "--skip-training", "--skip-validation", "--skip-data-check",
+            "--small-eval-config", str(config), "--skip-full-eval"]
+    assert run_main(orchestrate_main, argv) == 0
+    assert "Skipping training" in capsys.readouterr().out
     meta = read_metadata(ckpt)
     assert isinstance(meta["last_small_eval"]["metric:nrmse"], float) and meta["last_small_eval_at"]
     assert Path(meta["last_small_eval"]["report"]).is_file()

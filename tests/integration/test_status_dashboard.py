@@ -19,6 +19,8 @@ from ups.errors import CheckpointError, StatusFileError
 from ups.eval.dashboard import gather
 from ups.eval.dashboard_text import format_age, render
 from ups.resume.layout import STAGE_NAMES, STAGE_OUTPUTS, STATUS_FILE
+from ups.resume.lock import LOCK_FILE
+from ups.resume.metadata import update_metadata
 from ups.resume.rebuild import rebuild_status
 from ups.resume.tracker import StageStatus, StageTracker
 
@@ -43,8 +45,8 @@ def test_complete_run_shows_the_spec_sections_and_verified_outputs(finished_run)
     assert "Training Complete:        ✅ Yes" in out
     for files in STAGE_OUTPUTS.values():
         for name in files:
-            line = next(ln for ln in out.splitlines() if f" {name} " in ln)
-            assert "verified" in line and "KB" in line or "MB" in line
+            line = next(ln for ln in out.split("Checkpoint Files:")[1].splitlines() if f" {name} " in ln)
+            assert "verified" in line and ("KB" in line or "MB" in line), line
     assert out.count("✅ completed") == 4
 
 
@@ -56,6 +58,20 @@ def test_json_output_holds_the_same_facts(finished_run):
     assert facts["pipeline"]["trained"] is True
     assert facts["stages"]["operator"]["outputs"]["operator_ema.pt"]["check"] == "verified"
     assert facts["files"]["operator.pt"] == (ckpt / "operator.pt").stat().st_size
+
+
+def test_the_wandb_run_and_evaluations_of_metadata_are_shown(finished_run):
+    _, ckpt = finished_run
+    update_metadata(ckpt, training_wandb={"id": "abc123", "name": "jolly-mountain-42", "project": "ups",
+                                          "entity": "team", "url": "https://wandb.ai/team/ups/runs/abc123",
+                                          "mode": "offline"},
+                    last_small_eval={"metric:nrmse": 0.0321, "metric:nrmse_persistence": 0.4188},
+                    last_small_eval_at="2025-10-28T12:30:00Z")
+    text = render(gather(ckpt))
+    assert "WandB Run:" in text and "Run ID:                   abc123" in text
+    assert "Project:                  ups/team" in text and "https://wandb.ai/team/ups/runs/abc123" in text
+    assert "Small Eval:               ✅ Run at 2025-10-28 12:30:00 UTC" in text
+    assert "NRMSE:               0.0321" in text and "Full Eval:                ❌ Not run" in text
 
 
 def test_fresh_directory_shows_every_stage_not_started(tmp_path):
@@ -121,6 +137,19 @@ def test_running_then_interrupted_stage_shows_progress_and_time_since_last_save(
     assert f"operator: step {op['step']}/{op['total_steps']}" in text
     assert "last save: step" in text and "ago" in text and "--auto-resume" in text
     assert "Resumable States:" in text
+
+
+def test_a_stage_whose_trainer_died_silently_shows_as_stopped(tmp_path):
+    """kill -9 / OOM: the status still says in_progress and the lock file still names the dead pid."""
+    import socket
+
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    tracker = StageTracker(tmp_path, verbose=False)
+    tracker.mark_stage_started("operator", total_epochs=5, total_steps=50)
+    (tmp_path / LOCK_FILE).write_text(json.dumps({"pid": int(dead.stdout), "host": socket.gethostname()}))
+    facts = gather(tmp_path)
+    assert facts["stages"]["operator"]["state"] == "stopped" and facts["trainer"]["alive"] is False
+    assert "crash, OOM kill or kill -9" in render(facts)
 
 
 def test_failed_stage_shows_its_error_and_last_save(finished_run):
@@ -211,7 +240,8 @@ def test_rebuilt_status_lets_auto_resume_skip_every_stage(finished_run):
 def test_rebuild_keeps_resumable_states_and_downgrades_partial_stages(finished_run):
     _, ckpt = finished_run
     (ckpt / "steady_prior.pt").unlink()
-    (ckpt / "consistency_student.pt").write_bytes(b"garbage")
+    whole = (ckpt / "consistency_student.pt").read_bytes()
+    (ckpt / "consistency_student.pt").write_bytes(whole[: len(whole) // 2])
     report = rebuild_status(ckpt)
     assert report.stages["operator"].status == "completed"
     assert report.stages["steady_prior"].status == "not_started"

@@ -86,3 +86,10 @@ def test_a_lock_left_by_a_killed_process_is_taken_over(tmp_path):
     lock = CheckpointDirLock(tmp_path).acquire()
     assert lock.took_over_stale_lock() and lock.previous_holder["pid"] == holder.pid
     lock.release()
+
+
+def test_committed_files_get_the_usual_permissions_not_mkstemps_0600(tmp_path):
+    atomic_write_json(tmp_path / "s.json", {})
+    umask = os.umask(0)
+    os.umask(umask)
+    assert (tmp_path / "s.json").stat().st_mode & 0o777 == 0o666 & ~umask

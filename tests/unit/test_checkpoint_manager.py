@@ -126,6 +126,13 @@ def test_checkpoint_files_restricts_the_download_and_vouches_for_nothing_else(tm
     assert StageTracker(dest, verbose=False).get_stage_status("operator").status == "failed"
 
 
+def test_a_run_id_arriving_in_remote_metadata_is_validated(tmp_path, remote):
+    remote_dir, _ = remote
+    (remote_dir / METADATA_FILE).write_text(json.dumps({"training_wandb": {"id": "x; rm -rf /"}}))
+    with pytest.raises(ConfigError, match="training_wandb.id from the remote.*not a valid W&B run id"):
+        CheckpointManager(tmp_path / "dest", log=quiet).download_from(remote_dir.as_uri())
+
+
 # --- W&B, at the wandb.Api boundary ------------------------------------------------
 
 

@@ -136,3 +136,20 @@ def test_html_report_is_self_contained():
     page = render_html(r, {"summary": summary(r), "created_at": "now", "checkpoints": {}})
     assert "<svg" in page and "<script" not in page
     assert "https://" not in page and "src=" not in page and "<link" not in page
+
+
+def test_the_eval_split_is_eval_split_else_data_split_else_test():
+    from ups.eval.run import eval_split
+
+    assert eval_split(Config()) == "test"
+    assert eval_split(config_from_dict({"data": {"split": "val"}})) == "val"
+    assert eval_split(config_from_dict({"data": {"split": "val"}, "eval": {"split": "train"}})) == "train"
+
+
+def test_eval_overlays_merge_section_by_section():
+    from ups.eval.orchestrate import merge
+
+    base = {"eval": {"max_samples": 4, "plot_samples": 2}, "latent": {"dim": 16}}
+    merged = merge(base, {"eval": {"max_samples": 8}})
+    assert merged == {"eval": {"max_samples": 8, "plot_samples": 2}, "latent": {"dim": 16}}
+    assert base["eval"]["max_samples"] == 4  # the base is not modified

@@ -155,6 +155,18 @@ def test_bad_uris_fail_with_one_clear_line():
         FsspecStore("nosuchproto://bucket/run")
 
 
+@pytest.mark.parametrize("uri, module, extra", [("s3://bucket/run", "s3fs", "s3"), ("gs://bucket/run", "gcsfs", "gcs")])
+def test_a_cloud_uri_without_its_backend_names_the_extra_to_install(uri, module, extra):
+    pytest.importorskip("fsspec")
+    try:
+        __import__(module)
+        pytest.skip(f"{module} is installed")
+    except ImportError:
+        pass
+    with pytest.raises(RemoteError, match=rf"pip install 'ups\[{extra}\]'"):
+        FsspecStore(uri)
+
+
 def test_an_empty_remote_says_it_holds_no_checkpoint(tmp_path):
     with pytest.raises(RemoteError, match="holds no checkpoint"):
         FsspecStore((tmp_path / "empty").as_uri()).open_reader()
@@ -250,3 +262,23 @@ def test_a_failing_remote_never_stops_training_and_close_returns_within_its_boun
     assert time.monotonic() - started < 3
     assert not outcome.ok and "bucket unreachable" in outcome.message
     assert any("retrying" in line for line in lines)
+
+
+def test_a_directory_with_nothing_recorded_yet_is_not_an_upload_failure(tmp_path):
+    store, lines = RecordingStore(), []
+    sync = RemoteSync(store, tmp_path, every_seconds=0, log=lines.append).start()
+    time.sleep(0.1)
+    save_state(tmp_path, "operator", 4, start=True)
+    sync.on_state_saved("operator", {})
+    assert wait_for(lambda: store.tags == ["operator-step-4"], timeout=1.0), "no backoff after an empty start"
+    assert sync.close(timeout=5).ok and not any("failed" in line for line in lines)
+
+
+def test_a_status_naming_a_file_that_is_gone_for_good_is_reported_not_retried_forever(tmp_path):
+    state = save_state(tmp_path / "ckpt", "operator", 4, start=True)
+    (tmp_path / "ckpt" / state).unlink()
+    store = FsspecStore((tmp_path / "remote").as_uri())
+    sync = RemoteSync(store, tmp_path / "ckpt", every_seconds=0, log=lambda m: None).start()
+    outcome = sync.close(timeout=3)
+    assert not outcome.ok and "keeps naming files that are not there" in outcome.message
+    assert not (tmp_path / "remote" / STATUS_FILE).exists()

@@ -15,6 +15,7 @@ EXAMPLES = """examples:
   python scripts/train.py --config configs/quickstart.yaml --stage all --auto-resume
   python scripts/train.py --config configs/train_burgers_32dim.yaml --stage operator --set stages.operator.epochs=3
   python scripts/train.py --config configs/train_burgers_32dim.yaml --resume-from-wandb abc123 --resume-mode must
+  torchrun --standalone --nproc-per-node 8 scripts/train.py --config configs/train_burgers_32dim.yaml --auto-resume
 
 exit codes: 0 done, 2 bad config/data/checkpoint, 3 checkpoint_dir locked by another trainer,
             143/130 stopped by SIGTERM/SIGINT after saving (rerun with --auto-resume)."""

@@ -77,8 +77,9 @@ def _stages(facts: dict[str, Any]) -> list[str]:
         ckpt = st.get("checkpoint") or "N/A"
         lines.append(f"{name:<22} {status_cell(st['state'])} {ckpt:<{CHECKPOINT_WIDTH}} "
                      f"{format_timestamp(st.get('completed_at'))}")
+    config = (facts.get("pipeline") or {}).get("config_path") or "<config>"
     for name in STAGE_NAMES:
-        lines += _progress(name, facts["stages"][name])
+        lines += _progress(name, facts["stages"][name], config)
     return lines
 
 
@@ -87,7 +88,7 @@ def status_cell(state: str) -> str:
     return f"{ICONS.get(state, '?')} {state}" + " " * max(1, STATUS_WIDTH - 3 - len(state))
 
 
-def _progress(name: str, st: dict[str, Any]) -> list[str]:
+def _progress(name: str, st: dict[str, Any], config: str) -> list[str]:
     """For an unfinished stage: how far it got, when it last saved, what happened."""
     if st["state"] in ("completed", "not_started"):
         return []
@@ -106,7 +107,7 @@ def _progress(name: str, st: dict[str, Any]) -> list[str]:
     if st.get("error_message"):
         out.append(f"    error: {st['error_message']}")
     if st["state"] != "running":
-        out.append("    continue with: python scripts/train.py --config <config> --stage all --auto-resume")
+        out.append(f"    continue with: python scripts/train.py --config {config} --stage all --auto-resume")
     return out
 
 

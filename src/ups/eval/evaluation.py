@@ -18,7 +18,7 @@ One-step errors use every start time; rollouts start at t = 0 and run
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Optional
+from typing import Any
 
 import numpy as np
 import torch

@@ -28,15 +28,19 @@ from ups.remote.store import PublishReport, RemoteStore, SnapshotChanged, one_li
 SIDE_FILES = (METADATA_FILE, METRICS_FILE)
 BACKOFF_SECONDS = (2.0, 5.0, 15.0, 30.0, 60.0)
 CHANGED_RETRY_SECONDS = 0.2  # a file was replaced mid-upload: the next snapshot is a moment away
+MAX_CHANGED_IN_ROW = 10  # beyond that the status names a file that is gone for good: back off
 # Bounded waits for the last upload on exit: after a normal end the outputs are the
 # point of the run; after SIGTERM a preempted machine has a short grace period.
 FLUSH_SECONDS = {"completed": 600.0, "failed": 120.0, "interrupted": 25.0}
 
 
-def take_snapshot(checkpoint_dir: Path) -> Snapshot:
-    """The status as it is now and the files it names; side files are read as they are."""
+def take_snapshot(checkpoint_dir: Path) -> Optional[Snapshot]:
+    """The status as it is now and the files it names (None before the status exists)."""
     checkpoint_dir = Path(checkpoint_dir)
-    status_bytes = (checkpoint_dir / STATUS_FILE).read_bytes()
+    try:
+        status_bytes = (checkpoint_dir / STATUS_FILE).read_bytes()
+    except FileNotFoundError:
+        return None
     status = json.loads(status_bytes)
     extras = {n: (checkpoint_dir / n).read_bytes() for n in SIDE_FILES if (checkpoint_dir / n).is_file()}
     return Snapshot(status_bytes, tuple(named_files(status)), snapshot_tag(status), extras)
@@ -68,7 +72,7 @@ class RemoteSync:
         self._dirty = self._urgent = self._closing = self._abandoned = False
         self._last_publish = float("-inf")
         self._retry_at = float("-inf")
-        self._failures_in_row = 0
+        self._failures_in_row = self._changes_in_row = 0
         self._thread: Optional[threading.Thread] = None
         self.published = 0
         self.last_tag: Optional[str] = None
@@ -152,18 +156,27 @@ class RemoteSync:
     def _sync_once(self) -> None:
         try:
             snap = take_snapshot(self.dir)
+            if snap is None:
+                return  # nothing recorded yet; the first saved state asks again
             report = self.store.publish(snap, self.dir)
-        except SnapshotChanged:
-            self._retry(CHANGED_RETRY_SECONDS)
+        except SnapshotChanged as e:
+            self._changes_in_row += 1
+            if self._changes_in_row <= MAX_CHANGED_IN_ROW:
+                self._retry(CHANGED_RETRY_SECONDS)
+                return
+            self._failed(f"the status keeps naming files that are not there ({one_line(e)})")
             return
         except Exception as e:  # a network error must never stop training
-            self.last_error = one_line(e) if isinstance(e, RemoteError) else f"upload failed: {one_line(e)}"
-            delay = BACKOFF_SECONDS[min(self._failures_in_row, len(BACKOFF_SECONDS) - 1)]
-            self._failures_in_row += 1
-            self.log(f"⚠️  remote sync to {self.store.description} failed ({self.last_error}); retrying in {delay:.0f}s")
-            self._retry(delay)
+            self._failed(one_line(e) if isinstance(e, RemoteError) else f"upload failed: {one_line(e)}")
             return
         self._published(snap, report)
+
+    def _failed(self, error: str) -> None:
+        self.last_error = error
+        delay = BACKOFF_SECONDS[min(self._failures_in_row, len(BACKOFF_SECONDS) - 1)]
+        self._failures_in_row += 1
+        self.log(f"⚠️  remote sync to {self.store.description} failed ({error}); retrying in {delay:.0f}s")
+        self._retry(delay)
 
     def _retry(self, delay: float) -> None:
         with self._cond:
@@ -172,7 +185,7 @@ class RemoteSync:
 
     def _published(self, snap: Snapshot, report: PublishReport) -> None:
         self._last_publish = self.clock()
-        self._failures_in_row = 0
+        self._failures_in_row = self._changes_in_row = 0
         self.last_error = None
         self.last_tag = snap.tag
         if report.skipped:

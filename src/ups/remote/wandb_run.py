@@ -115,7 +115,7 @@ def finish_wandb(run: Any, exit_code: int = 0) -> None:
     """Finish the run; a preempted one is marked so W&B shows it as preempted, not crashed."""
     if run is None:
         return
-    if exit_code == 143 and hasattr(run, "mark_preempting"):
+    if exit_code == 143 and hasattr(run, "mark_preempting"):  # SIGTERM: a spot preemption
         try:
             run.mark_preempting()
         except Exception:  # noqa: BLE001 - cosmetic; finishing matters more

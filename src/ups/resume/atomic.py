@@ -21,6 +21,10 @@ from ups.resume.faults import crash_point
 
 TEMP_PREFIX = ".tmp-"
 _CHUNK = 1 << 20
+# mkstemp creates 0600 files; committed files get the usual 0666 & ~umask.
+_UMASK = os.umask(0)
+os.umask(_UMASK)
+_FILE_MODE = 0o666 & ~_UMASK
 
 
 def fsync_dir(directory: Path) -> None:
@@ -47,6 +51,7 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp_name = tempfile.mkstemp(prefix=f"{TEMP_PREFIX}{path.name}.", dir=path.parent)
+    os.fchmod(fd, _FILE_MODE)
     os.close(fd)
     tmp = Path(tmp_name)
     try:

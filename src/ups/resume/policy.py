@@ -19,11 +19,16 @@ class SavePolicy:
 
     def should_save(self, step: int, last_saved_step: int, seconds_since_save: float) -> bool:
         """True when `step` (just finished) should be saved."""
-        if step <= last_saved_step:
-            return False
-        if self.every_steps and step % self.every_steps == 0:
-            return True
-        return bool(self.every_seconds) and seconds_since_save >= self.every_seconds
+        return self.is_step_due(step, last_saved_step) or self.is_time_due(step, last_saved_step,
+                                                                             seconds_since_save)
+
+    def is_step_due(self, step: int, last_saved_step: int) -> bool:
+        """The step-based half: the same on every rank of a group, so it needs no agreement."""
+        return step > last_saved_step and bool(self.every_steps) and step % self.every_steps == 0
+
+    def is_time_due(self, step: int, last_saved_step: int, seconds_since_save: float) -> bool:
+        """The time-based half: a group acts on rank 0's clock (see training.distributed)."""
+        return step > last_saved_step and bool(self.every_seconds) and seconds_since_save >= self.every_seconds
 
 
 def states_to_prune(steps: Sequence[int], keep: int, protect: Optional[int] = None) -> list[int]:

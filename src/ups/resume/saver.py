@@ -104,6 +104,21 @@ class StateSaver:
                 (self.state_dir / state_file_name(step)).unlink()
 
 
+class NullSaver:
+    """What a rank other than 0 of a torchrun group holds instead: rank 0 alone writes states."""
+
+    last_record: Optional[dict[str, Any]] = None
+
+    def save(self, state: dict[str, Any], *, wait: bool = False) -> None:
+        pass
+
+    def wait(self) -> None:
+        pass
+
+    def clear(self) -> None:
+        pass
+
+
 def list_state_steps(state_dir: Path) -> list[int]:
     if not state_dir.is_dir():
         return []

@@ -3,7 +3,10 @@
 A preempted cloud instance gets SIGTERM and a short grace period. Dying
 mid-step would lose up to a checkpoint interval; instead the handler only sets
 a flag, the training loop notices it after the current step, saves the state
-synchronously and raises `TrainingInterrupted`. A second Ctrl-C is not caught.
+synchronously and raises `TrainingInterrupted`. A second Ctrl-C is not caught,
+except in a torchrun worker (`escalate=False`): Ctrl-C reaches the worker from
+the terminal and again from torchrun, which forwards it — and which itself
+escalates to SIGKILL if the worker does not exit in time.
 """
 
 from __future__ import annotations
@@ -29,8 +32,9 @@ class TrainingInterrupted(UpsError):
 class StopRequest:
     """Installs the handlers; `requested` turns true when a stop signal arrives."""
 
-    def __init__(self) -> None:
+    def __init__(self, escalate: bool = True) -> None:
         self.signum: Optional[int] = None
+        self.escalate = escalate
         self._previous: dict[int, object] = {}
 
     @property
@@ -54,7 +58,8 @@ class StopRequest:
             print(f"\n⚠️  {name} received: finishing the current step, then saving and exiting", flush=True)
             sys.stdout.flush()
         # A second SIGINT means "now": fall back to the default behaviour.
-        signal.signal(signal.SIGINT, signal.default_int_handler)
+        if self.escalate:
+            signal.signal(signal.SIGINT, signal.default_int_handler)
 
     def __enter__(self) -> "StopRequest":
         return self.install()

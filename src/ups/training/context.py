@@ -3,13 +3,17 @@
 Built once per process. The codec's normalisation comes from the train split's
 statistics, computed deterministically from the file, so a resumed or
 downstream stage in another process sees the same latents.
+
+Under torchrun each rank builds its own context; upstream stage outputs reach
+the ranks through `share` (rank 0 reads the file, every rank gets its content:
+see `ups.training.distributed`).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Optional
 
 import torch
 from torch import nn
@@ -45,17 +49,23 @@ class PipelineContext:
     train: FieldSplit
     val: FieldSplit
     codec: LatentCodec
+    # Runs a loader of a checkpoint_dir file: on rank 0, with the result sent to every rank.
+    share: Callable[[Callable[[], Any]], Any] = field(default=lambda load: load())
     _sources: dict[Any, LatentSource] = field(default_factory=dict)
 
     @classmethod
-    def open(cls, cfg: Config, device: torch.device, log: Callable[[str], Any] = print) -> "PipelineContext":
+    def open(cls, cfg: Config, device: torch.device, log: Callable[[str], Any] = print,
+             share: Optional[Callable[[Callable[[], Any]], Any]] = None) -> "PipelineContext":
         ensure_data(cfg.data, log=log)
         train, val = open_split(cfg.data, "train"), open_split(cfg.data, "val")
         if train.nx != val.nx:
             raise DataError(f"train ({train.path}: nx={train.nx}) and val ({val.path}: nx={val.nx}) differ in nx")
         mean, std = field_stats(train)
         codec = build_codec(cfg, train.nx, mean, std).to(device)
-        return cls(cfg, device, cfg.checkpoint_dir, train, val, codec)
+        ctx = cls(cfg, device, cfg.checkpoint_dir, train, val, codec)
+        if share is not None:
+            ctx.share = share
+        return ctx
 
     def pairs(self, split: str) -> LatentSource:
         """(z_t, z_{t+stride}) pairs of `train` or `val`."""
@@ -82,7 +92,7 @@ class PipelineContext:
     def load_upstream(self, stage: str, build: Callable[[Config], nn.Module]) -> tuple[nn.Module, dict]:
         """The EMA weights an upstream stage shipped, frozen, checked against the config."""
         path = self.checkpoint_dir / STAGE_CHECKPOINT[stage]
-        obj = load_output(path, stage)
+        obj = self.share(lambda: load_output(path, stage))
         check_architecture(obj, self.cfg, stage, path)
         model = build(self.cfg)
         model.load_state_dict(obj["state_dict"])

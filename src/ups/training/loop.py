@@ -10,6 +10,12 @@ never having stopped.
 
 The loop never forces a host sync per step: losses accumulate on the device
 and are read only every `logging.log_every_steps` steps.
+
+Under torchrun the same loop runs in every rank; `run.group`
+(`ups.training.distributed`) wraps the model in DDP, hands each rank its slice
+of the step's global batch, keeps every rank's own noise and RNG streams in the
+saved state, and makes the ranks agree on when to stop and save. Alone, the
+group is the identity and nothing changes.
 """
 
 from __future__ import annotations
@@ -31,6 +37,7 @@ from ups.resume.policy import SavePolicy
 from ups.resume.rng import capture_rng, restore_rng
 from ups.resume.saver import StateSaver
 from ups.resume.signals import StopRequest, TrainingInterrupted
+from ups.training.distributed import Solo
 
 MAX_VAL_BATCHES = 16
 
@@ -74,6 +81,7 @@ class StageRun:
     log_every: int = 10
     global_offset: int = 0
     resume: Optional[dict[str, Any]] = None
+    group: Solo = field(default_factory=lambda: Solo(torch.device("cpu")))  # a torchrun rank, or alone
 
 
 @dataclass
@@ -118,13 +126,15 @@ class Trainer:
         s = run.settings
         self.task, self.run = task, run
         self.model = task.model.to(run.device)
-        self.forward_model = torch.compile(self.model) if run.compile else self.model
+        wrapped = run.group.wrap(self.model)
+        self.forward_model = torch.compile(wrapped) if run.compile else wrapped
         self.spe = steps_per_epoch(task.train.n_items, s.batch_size)
         self.total_steps = s.epochs * self.spe
         self.opt = torch.optim.AdamW(self.model.parameters(), lr=s.lr, weight_decay=s.weight_decay)
         self.sched = torch.optim.lr_scheduler.LambdaLR(self.opt, lr_lambda(s.warmup_steps, self.total_steps))
         self.ema = EMA(self.model, s.ema_decay)
-        self.gen = torch.Generator(device=run.device).manual_seed(_mix(run.seed, run.index, 7919))
+        noise_seed = run.group.rank_seed(_mix(run.seed, run.index, 7919))
+        self.gen = torch.Generator(device=run.device).manual_seed(noise_seed)
         self.scaler = torch.amp.GradScaler(run.device.type, enabled=run.precision == "fp16")
         self.pos = Position()
         self.best: dict[str, Any] = {"val_loss": None, "step": None}
@@ -144,8 +154,14 @@ class Trainer:
             "model": self.model.state_dict(), "ema": self.ema.state_dict(),
             "optimizer": self.opt.state_dict(), "scheduler": self.sched.state_dict(),
             "scaler": self.scaler.state_dict(), "generator": self.gen.get_state(), "rng": capture_rng(),
-            "best": dict(self.best), "loss_accum": {"sum": self.loss_sum, "count": self.loss_count},
+            "best": dict(self.best),
+            "loss_accum": {"sum": self.run.group.mean(self.loss_sum), "count": self.loss_count},
+            **self.run.group.rank_states(self._rank_state()),  # in a group: each rank's own streams and sum
         }
+
+    def _rank_state(self) -> dict[str, Any]:
+        """What differs between the ranks of a group: each one's noise, RNGs and loss sum."""
+        return {"generator": self.gen.get_state(), "rng": capture_rng(), "loss_sum": self.loss_sum}
 
     def _restore(self, st: dict[str, Any]) -> None:
         self.model.load_state_dict(st["model"])
@@ -153,11 +169,15 @@ class Trainer:
         self.opt.load_state_dict(st["optimizer"])
         self.sched.load_state_dict(st["scheduler"])
         self.scaler.load_state_dict(st["scaler"])
-        self.gen.set_state(st["generator"].to(self.gen.get_state().device))
-        restore_rng(st["rng"])
+        mine = self.run.group.own_state(st)
+        own = mine or {"generator": st["generator"], "rng": st["rng"], "loss_sum": st["loss_accum"]["sum"]}
+        self.gen.set_state(own["generator"].to(self.gen.get_state().device))
+        restore_rng(own["rng"])
         self.pos = Position(epoch=st["epoch"], batch=st["batch_in_epoch"], step=st["step"])
+        if mine is None and self.run.group.rank:  # a rank the saving group did not have
+            self.gen.manual_seed(self.run.group.rank_seed(_mix(self.run.seed, self.run.index, 7919, self.pos.step)))
         self.best = dict(st["best"])
-        self.loss_sum = st["loss_accum"]["sum"].to(self.run.device)
+        self.loss_sum = own["loss_sum"].to(self.run.device)
         self.loss_count = st["loss_accum"]["count"]
         self._last_save = (self.pos.step, time.monotonic())
 
@@ -178,12 +198,13 @@ class Trainer:
                     self._step(order)
                     bar.update(self.pos.step)
                     self._after_step()
+        self.run.group.drain()
         self.run.saver.wait()
 
     def _step(self, order: torch.Tensor) -> None:
         bs, b = self.run.settings.batch_size, self.pos.batch
         idx = order[b * bs:(b + 1) * bs] if self.task.train.n_items >= bs else order
-        batch = self.task.train.batch(idx)
+        batch = self.task.train.batch(self.run.group.shard(idx))
         self.model.train()
         with self._autocast():
             loss = self.task.loss(self.forward_model, batch, self.gen, self.ema)
@@ -208,12 +229,14 @@ class Trainer:
             self._log_train()
         if self.pos.batch >= self.spe:
             self._end_epoch()
-        if run.stop.requested:
-            self._stop()
         last_step, last_time = self._last_save
-        if self.pos.step < self.total_steps and run.policy.should_save(
-            self.pos.step, last_step, time.monotonic() - last_time
-        ):
+        # `asked` names the save it asks for, so a group acting a step later never saves twice.
+        asked = last_step + 1 if run.policy.is_time_due(self.pos.step, last_step, time.monotonic() - last_time) else 0
+        signum, asked = run.group.agree(run.stop.signum or 0, asked)
+        if signum:
+            self._stop(signum)
+        due = run.policy.is_step_due(self.pos.step, last_step) or asked == last_step + 1
+        if self.pos.step < self.total_steps and due:
             self.save()
 
     def _end_epoch(self) -> None:
@@ -225,17 +248,18 @@ class Trainer:
                 self.best = {"val_loss": val, "step": self.pos.step}
             self.run.log.log(self._record("val", val))
 
-    def _stop(self) -> None:
+    def _stop(self, signum: int) -> None:
         self.save(wait=True)
         run = self.run
+        run.group.barrier()  # no rank exits before rank 0's state is durable
         raise TrainingInterrupted(
-            run.stop.signum,
+            signum,
             f"stage '{run.name}' interrupted at step {self.pos.step}/{self.total_steps}; state saved. "
             "Rerun with --auto-resume to continue from here.",
         )
 
     def _log_train(self) -> None:
-        mean = (self.loss_sum / max(self.loss_count, 1)).item()
+        mean = self.run.group.mean(self.loss_sum / max(self.loss_count, 1)).item()
         self.loss_sum.zero_()
         self.loss_count = 0
         self.run.log.log(self._record("train", mean))

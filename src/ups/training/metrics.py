@@ -83,6 +83,23 @@ class MetricsLogger:
             self._file = None
 
 
+class SilentLog:
+    """The logger of a rank other than 0 of a torchrun group: rank 0 alone writes metrics and W&B."""
+
+    def log(self, record: dict[str, Any]) -> None:
+        pass
+
+    def truncate(self, stage: str, after_step: int) -> None:
+        pass
+
+    @contextlib.contextmanager
+    def progress(self, stage: str, total: int, start: int) -> Iterator["_Progress"]:
+        yield _Progress(None, start)
+
+    def close(self) -> None:
+        pass
+
+
 class _Progress:
     def __init__(self, bar: Optional[Any], start: int):
         self.bar, self.last = bar, start

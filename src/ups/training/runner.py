@@ -6,6 +6,12 @@ names it); at the end the output files are written, then the status marks the
 stage `completed` with their digests, then the stage's states are deleted. A
 crash between any two of these leaves a directory that `--auto-resume`
 continues from with at most one checkpoint interval redone.
+
+Under torchrun every rank runs this same sequence. What touches the checkpoint
+directory runs on rank 0 only (`group.on_main`: the others wait and stop with
+its error if it fails); what the other ranks need from it — each stage's
+decision, the resume state — rank 0 decides and sends (`group.from_main`).
+A restarted torchrun group (TORCHELASTIC_RESTART_COUNT > 0) always resumes.
 """
 
 from __future__ import annotations
@@ -29,13 +35,14 @@ from ups.resume.metadata import update_metadata
 from ups.resume.plan import CONTINUE, DISABLED, SKIP, Decision, decide
 from ups.resume.policy import SavePolicy
 from ups.resume.rng import seed_everything
-from ups.resume.saver import StateSaver, find_resume_state
+from ups.resume.saver import NullSaver, StateSaver, find_resume_state
 from ups.resume.signals import StopRequest, TrainingInterrupted
 from ups.resume.tracker import StageTracker, utc_now
 from ups.resume.verify import OutputCatalog
 from ups.training.context import STAGE_MODEL, PipelineContext, resolve_device
-from ups.training.loop import StageRun, Trainer, steps_per_epoch
-from ups.training.metrics import MetricsLogger
+from ups.training.distributed import Solo, join, restart_count, world_change_notice
+from ups.training.loop import StageRun, StageTask, Trainer, steps_per_epoch
+from ups.training.metrics import MetricsLogger, SilentLog
 from ups.training.planner import format_plan, make_plan, stage_facts, upstream_fingerprint
 from ups.training.stages import BY_NAME, STAGES, StageDef, stage_config
 
@@ -61,55 +68,88 @@ def banner(text: str) -> None:
     print(f"\n{RULE}\n{text}\n{RULE}", flush=True)
 
 
+@dataclass
+class _Pipeline:
+    """What every stage of one run shares. `tracker` is None on ranks other than 0."""
+
+    cfg: Config
+    opts: RunOptions
+    ctx: PipelineContext
+    stop: StopRequest
+    group: Solo
+    tracker: Optional[StageTracker]
+    catalog: OutputCatalog
+    log: Any = None
+
+
 def run_pipeline(cfg: Config, opts: RunOptions) -> dict[str, str]:
     """Train the selected stages; returns {stage: action taken}. Raises UpsError subclasses."""
     ckpt = cfg.checkpoint_dir
     selected = list(STAGES) if opts.stage == "all" else [BY_NAME[opts.stage]]
-    with CheckpointDirLock(ckpt) as lock, StopRequest() as stop, contextlib.ExitStack() as session:
-        if lock.took_over_stale_lock():
-            print(f"Took over a stale lock left by {lock.previous_holder}", flush=True)
-        if opts.on_locked is not None:
-            session.enter_context(opts.on_locked())
-        for leftover in remove_stale_temps(ckpt):
-            print(f"Removed an unfinished write left by a killed run: {leftover.name}", flush=True)
+    device = resolve_device(opts.device or cfg.training.device)
+    with join(device) as group, group.quiet(), contextlib.ExitStack() as session:
+        stop = session.enter_context(StopRequest(escalate=not group.distributed))
+        tracker = group.on_main(lambda: _take_checkpoint_dir(cfg, opts, session))
         if cfg.training.num_threads:
             torch.set_num_threads(cfg.training.num_threads)
-        device = resolve_device(opts.device or cfg.training.device)
-        tracker = StageTracker(ckpt)
-        ctx = PipelineContext.open(cfg, device)
+        if restart_count() and not opts.auto_resume:
+            print(f"torchrun restart {restart_count()}: resuming as with --auto-resume", flush=True)
+            opts.auto_resume = True  # a restart must continue the attempt it replaces, not redo it
+        ctx = group.main_first(lambda: PipelineContext.open(cfg, group.device, share=group.from_main))
         try:
-            update_metadata(ckpt, config_hash=config_hash(cfg), architecture=architecture(cfg),
-                            config_path=opts.config_path)
-            return _run_stages(cfg, opts, ctx, tracker, stop, selected)
+            group.on_main(lambda: update_metadata(ckpt, config_hash=config_hash(cfg), architecture=architecture(cfg),
+                                                  config_path=opts.config_path))
+            p = _Pipeline(cfg, opts, ctx, stop, group, tracker, OutputCatalog(ckpt))
+            return _run_stages(p, selected)
         finally:
             ctx.close()
 
 
-def _run_stages(cfg, opts, ctx, tracker, stop, selected) -> dict[str, str]:
-    catalog = OutputCatalog(cfg.checkpoint_dir)
-    plan = make_plan(cfg, selected, tracker.get_all_statuses(), catalog, opts.auto_resume)
-    if opts.auto_resume:
-        _print_auto_resume(cfg, plan)
-    elif any(tracker.get_stage_status(d.stage).status == "completed" for d in plan if d.action != DISABLED):
-        print("Note: completed stages will be retrained; pass --auto-resume to skip verified ones.")
-    print("\n".join(format_plan(plan)), flush=True)
-    log = MetricsLogger(cfg.checkpoint_dir, cfg.logging.progress, opts.wandb_run)
+def _take_checkpoint_dir(cfg: Config, opts: RunOptions, session: contextlib.ExitStack) -> StageTracker:
+    """Lock the directory (for the whole session), enter `on_locked`, sweep unfinished writes."""
+    lock = session.enter_context(CheckpointDirLock(cfg.checkpoint_dir))
+    if lock.took_over_stale_lock():
+        print(f"Took over a stale lock left by {lock.previous_holder}", flush=True)
+    if opts.on_locked is not None:
+        session.enter_context(opts.on_locked())
+    for leftover in remove_stale_temps(cfg.checkpoint_dir):
+        print(f"Removed an unfinished write left by a killed run: {leftover.name}", flush=True)
+    return StageTracker(cfg.checkpoint_dir)
+
+
+def _run_stages(p: _Pipeline, selected: list[StageDef]) -> dict[str, str]:
+    cfg, group = p.cfg, p.group
+    group.on_main(lambda: _print_plan(p, selected))
+    writes = group.is_main  # rank 0 alone writes metrics.jsonl and logs to W&B
+    p.log = MetricsLogger(cfg.checkpoint_dir, cfg.logging.progress, p.opts.wandb_run) if writes else SilentLog()
     taken: dict[str, str] = {}
     try:
         for stage in selected:
-            if stop.requested:
-                raise TrainingInterrupted(stop.signum, "stopped by signal between stages; nothing was lost")
+            signum = group.agree_now(p.stop.signum or 0)
+            if signum:
+                raise TrainingInterrupted(signum, "stopped by signal between stages; nothing was lost")
             # Decided again now: an upstream stage that just finished has real digests.
-            facts = stage_facts(cfg, stage, tracker.get_stage_status(stage.name), catalog, ())
-            decision = decide(facts, opts.auto_resume)
-            taken[stage.name] = _run_one(cfg, opts, ctx, tracker, stop, log, catalog, stage, decision)
+            decision = group.from_main(lambda: _announce(p, stage))
+            taken[stage.name] = _run_one(p, stage, decision)
             if torch.cuda.is_available():
                 torch.cuda.empty_cache()
                 print("✓ Cleared GPU cache")
     finally:
-        log.close()
-    _finish(cfg, tracker, opts)
+        p.log.close()
+    group.on_main(lambda: _finish(cfg, p.tracker, p.opts))
     return taken
+
+
+def _print_plan(p: _Pipeline, selected: list[StageDef]) -> None:
+    cfg, tracker = p.cfg, p.tracker
+    plan = make_plan(cfg, selected, tracker.get_all_statuses(), p.catalog, p.opts.auto_resume)
+    if p.opts.auto_resume:
+        _print_auto_resume(cfg, plan)
+    elif any(tracker.get_stage_status(d.stage).status == "completed" for d in plan if d.action != DISABLED):
+        print("Note: completed stages will be retrained; pass --auto-resume to skip verified ones.")
+    if p.group.distributed:
+        print(f"Training with {p.group.world_size} processes (DDP); rank 0 writes {cfg.checkpoint_dir}/")
+    print("\n".join(format_plan(plan)), flush=True)
 
 
 def _print_auto_resume(cfg: Config, plan: list[Decision]) -> None:
@@ -128,17 +168,26 @@ def _print_auto_resume(cfg: Config, plan: list[Decision]) -> None:
     print(RULE + "\n", flush=True)
 
 
-def _run_one(cfg, opts, ctx, tracker, stop, log, catalog, stage: StageDef, decision: Decision) -> str:
+def _announce(p: _Pipeline, stage: StageDef) -> Decision:
+    """Rank 0: decide the stage, say so, and check that a stage about to train has its inputs."""
+    facts = stage_facts(p.cfg, stage, p.tracker.get_stage_status(stage.name), p.catalog, ())
+    decision = decide(facts, p.opts.auto_resume)
     if decision.action in (SKIP, DISABLED):
         banner(f"STAGE {stage.index}/4: Skipping {stage.title} (epochs<=0)")
         if decision.action == SKIP:
             print(f"  {stage.name}: {decision.reason}")
-            _saver(cfg, stage, tracker, opts).clear()  # states a kill left after completion
-        return "skipped"
+            _saver(p, stage).clear()  # states a kill left after completion
+        return decision
     banner(f"STAGE {stage.index}/4: {stage.train_banner}")
     print(f"  {stage.name}: {decision.reason}", flush=True)
-    _require_upstream(cfg, stage, tracker, catalog)
-    _train(cfg, opts, ctx, tracker, stop, log, catalog, stage, decision)
+    _require_upstream(p.cfg, stage, p.tracker, p.catalog)
+    return decision
+
+
+def _run_one(p: _Pipeline, stage: StageDef, decision: Decision) -> str:
+    if decision.action in (SKIP, DISABLED):
+        return "skipped"
+    _train(p, stage, decision)
     return "retrained" if decision.action != CONTINUE else "continued"
 
 
@@ -158,13 +207,41 @@ def _require_upstream(cfg: Config, stage: StageDef, tracker: StageTracker, catal
             )
 
 
-def _train(cfg, opts, ctx, tracker, stop, log, catalog, stage: StageDef, decision: Decision) -> None:
-    config = stage_config(cfg, stage)
-    fp = upstream_fingerprint(config, stage, catalog)
+@dataclass
+class _Opened:
+    """What rank 0 sends every rank when a stage starts training."""
+
+    fingerprint: str
+    config: dict[str, Any]
+    resume: Optional[dict[str, Any]]
+
+
+def _train(p: _Pipeline, stage: StageDef, decision: Decision) -> None:
+    cfg, group = p.cfg, p.group
     seed_everything(cfg.training.seed + stage.index)
-    task = stage.builder()(ctx)
+    task = stage.builder()(p.ctx)
+    group.seed_rank(cfg.training.seed + stage.index)
     settings = cfg.stage(stage.name)
-    saver = _saver(cfg, stage, tracker, opts)
+    group.check_batch(stage.name, settings.batch_size, task.train.n_items)  # before anything is recorded
+    saver = _saver(p, stage) if group.is_main else NullSaver()
+    opened = group.from_main(lambda: _open_stage(p, stage, decision, task, saver))
+    run = StageRun(
+        name=stage.name, index=stage.index, settings=settings, fingerprint=opened.fingerprint,
+        seed=cfg.training.seed, device=p.ctx.device, saver=saver,
+        policy=SavePolicy(cfg.checkpoint.every_steps, cfg.checkpoint.every_seconds), stop=p.stop, log=p.log,
+        precision=cfg.training.precision, compile=cfg.training.compile, log_every=cfg.logging.log_every_steps,
+        global_offset=_global_offset(cfg, p.ctx, stage), resume=opened.resume, group=group,
+    )
+    trainer = _fit(Trainer(task, run), p, stage)
+    group.on_main(lambda: _complete(p, stage, trainer, task, opened))
+
+
+def _open_stage(p: _Pipeline, stage: StageDef, decision: Decision, task: StageTask, saver: StateSaver) -> _Opened:
+    """Rank 0: find the state to continue from (or start over), and record the stage as running."""
+    cfg, tracker = p.cfg, p.tracker
+    config = stage_config(cfg, stage)
+    fp = upstream_fingerprint(config, stage, p.catalog)
+    settings = cfg.stage(stage.name)
     resume = None
     if decision.action == CONTINUE:
         resume = find_resume_state(saver.state_dir, stage.name, fp, tracker.get_stage_status(stage.name).resume_state,
@@ -173,53 +250,62 @@ def _train(cfg, opts, ctx, tracker, stop, log, catalog, stage: StageDef, decisio
             print("  no usable saved state found; starting the stage over", flush=True)
     total_steps = settings.epochs * steps_per_epoch(task.train.n_items, settings.batch_size)
     if resume is not None:
+        notice = world_change_notice(stage.name, resume["step"], resume.get("world_size", 1), p.group.world_size,
+                                     settings.batch_size)
+        if notice:
+            print(f"⚠️  {notice}", flush=True)
         tracker.mark_stage_resumed(stage.name, total_epochs=settings.epochs, total_steps=total_steps)
-        log.truncate(stage.name, after_step=resume["step"])
+        p.log.truncate(stage.name, after_step=resume["step"])
     else:
         saver.clear()
         tracker.mark_stage_started(stage.name, total_epochs=settings.epochs, total_steps=total_steps,
                                    fingerprint=fp, config=config)
-        log.truncate(stage.name, after_step=0)
-    run = StageRun(
-        name=stage.name, index=stage.index, settings=settings, fingerprint=fp, seed=cfg.training.seed,
-        device=ctx.device, saver=saver, policy=SavePolicy(cfg.checkpoint.every_steps, cfg.checkpoint.every_seconds),
-        stop=stop, log=log, precision=cfg.training.precision, compile=cfg.training.compile,
-        log_every=cfg.logging.log_every_steps, global_offset=_global_offset(cfg, ctx, stage), resume=resume,
-    )
-    trainer = _fit(Trainer(task, run), tracker, stage)
+        p.log.truncate(stage.name, after_step=0)
+    return _Opened(fp, config, resume)
+
+
+def _complete(p: _Pipeline, stage: StageDef, trainer: Trainer, task: StageTask, opened: _Opened) -> None:
+    """Rank 0: outputs durable, then the stage recorded completed, then its states removed."""
     started = time.perf_counter()
-    outputs = _write_outputs(cfg, ctx, stage, trainer, task.extra, fp, config)
-    catalog.forget(stage.outputs)
+    outputs = _write_outputs(p.cfg, p.ctx, stage, trainer, task.extra, opened.fingerprint, opened.config)
+    p.catalog.forget(stage.outputs)
     crash_point(f"after-outputs:{stage.name}")
-    tracker.mark_stage_completed(stage.name, stage.checkpoint, outputs=outputs, fingerprint=fp, config=config)
+    p.tracker.mark_stage_completed(stage.name, stage.checkpoint, outputs=outputs, fingerprint=opened.fingerprint,
+                                   config=opened.config)
     crash_point(f"after-stage:{stage.name}")
-    saver.clear()
+    trainer.run.saver.clear()
     print(f"  wrote {', '.join(outputs)} in {time.perf_counter() - started:.2f}s", flush=True)
-    for hook in opts.hooks:
+    for hook in p.opts.hooks:
         hook.on_stage_completed(stage.name)
 
 
-def _fit(trainer: Trainer, tracker: StageTracker, stage: StageDef) -> Trainer:
+def _fit(trainer: Trainer, p: _Pipeline, stage: StageDef) -> Trainer:
+    tracker = p.tracker
     try:
         trainer.run_to_end()
-    except TrainingInterrupted:
-        tracker.mark_stage_interrupted(stage.name, step=trainer.pos.step, epoch=trainer.pos.epoch)
+    except TrainingInterrupted:  # every rank stopped at this step (agreed), after the state was saved
+        p.group.on_main(lambda: tracker.mark_stage_interrupted(stage.name, step=trainer.pos.step,
+                                                               epoch=trainer.pos.epoch))
         raise
     except Exception as e:
-        with contextlib.suppress(Exception):
-            trainer.run.saver.wait()  # let the last good state land before recording the failure
-        tracker.mark_stage_failed(stage.name, f"{type(e).__name__}: {e}")
+        lost = p.group.lost_peer(e, f"at step {trainer.pos.step} of stage '{stage.name}'")
+        if tracker is not None:
+            with contextlib.suppress(Exception):
+                trainer.run.saver.wait()  # let the last good state land before recording the failure
+            tracker.mark_stage_failed(stage.name, str(lost) if lost else f"{type(e).__name__}: {e}")
+        if lost is not None:
+            raise lost from e
         raise
     return trainer
 
 
-def _saver(cfg: Config, stage: StageDef, tracker: StageTracker, opts: RunOptions) -> StateSaver:
+def _saver(p: _Pipeline, stage: StageDef) -> StateSaver:
     def committed(record: dict[str, Any]) -> None:
-        tracker.record_progress(stage.name, step=record["step"], epoch=record["epoch"], resume_state=record)
-        for hook in opts.hooks:
+        p.tracker.record_progress(stage.name, step=record["step"], epoch=record["epoch"], resume_state=record)
+        for hook in p.opts.hooks:
             hook.on_state_saved(stage.name, record)
 
-    return StateSaver(cfg.checkpoint_dir / STATE_DIR / stage.name, committed, keep=cfg.checkpoint.keep)
+    return StateSaver(p.cfg.checkpoint_dir / STATE_DIR / stage.name, committed, keep=p.cfg.checkpoint.keep)
 
 
 def _write_outputs(cfg, ctx, stage: StageDef, trainer: Trainer, extra, fp: str, config) -> dict[str, Any]:

@@ -60,17 +60,20 @@ class Session:
         run = start_wandb(self.cfg, self.cfg.checkpoint_dir, run_id=None if self.mode == "never" else self.run_id,
                           resume=self.mode if (self.run_id or self.resume_from) else None)
         self.opts.wandb_run = run
+        if run is None and self.run_id:
+            print(f"Note: W&B logging is off (logging.wandb / WANDB_MODE): the checkpoints of run {self.run_id} "
+                  "were downloaded, but this session logs nothing to it", flush=True)
         sync = self._start_sync(target, run)
-        ending = "failed"
+        ending, code = "failed", 1
         try:
             yield
-            ending = "completed"
-        except TrainingInterrupted:
-            ending = "interrupted"
+            ending, code = "completed", 0
+        except TrainingInterrupted as e:
+            ending, code = "interrupted", e.exit_code
             raise
         finally:
             outcome = sync.close(FLUSH_SECONDS[ending]) if sync else None
-            finish_wandb(run, {"completed": 0, "interrupted": 143}.get(ending, 1))
+            finish_wandb(run, code)
         if outcome is not None and not outcome.ok:
             raise RemoteError(f"training finished, but the remote copy at {sync.store.description} is not up to "
                               "date (see above); the local checkpoint directory is complete")
