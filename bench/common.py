@@ -44,6 +44,7 @@ class Bench:
 
     work: Path
     quick: bool = False
+    deadline: float = float("inf")  # time.perf_counter() by which the harness should be done
     log: Callable[[str], None] = print
     diagnostics: dict[str, Any] = field(default_factory=dict)
     cache: dict[str, Any] = field(default_factory=dict)

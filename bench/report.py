@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any, Optional
 
 COMPARE = {"<=": lambda x, t: x <= t, ">=": lambda x, t: x >= t, "==": lambda x, t: x == t}
+SYMBOL = {"<=": "≤", ">=": "≥", "==": "="}
 
 
 @dataclass
@@ -59,13 +60,13 @@ def markdown(rows: list[Row], meta: dict[str, Any], diagnostics: dict[str, Any])
         "|---|---|---|---|---|---|---|---|",
     ]
     for i, r in enumerate(rows, 1):
-        target = f"{r.op} {r.target:g}" if r.op and r.target is not None else "(comparison)"
+        target = f"{SYMBOL[r.op]} {r.target:g}" if r.op and r.target is not None else "(comparison)"
         lines.append(f"| {i} | {r.metric} | {fmt(r.measured, r.unit)} | {fmt(r.reference, r.unit)} | "
                      f"{fmt(r.ratio)} | {target} | {verdict[r.met]} | `python -m bench --only {r.key}` |")
     missed = [r for r in rows if r.met is False]
     lines += ["", "## Targets not met", ""]
-    lines += [f"- **{r.metric}** ({fmt(r.ratio)}, target {r.op} {r.target:g}): {r.miss or 'no diagnosis recorded'}"
-              for r in missed] or ["None."]
+    lines += [f"- **{r.metric}**: {fmt(r.ratio)}, target {SYMBOL[r.op]} {r.target:g}. "
+              f"{_sentence(r.miss) or 'No diagnosis recorded.'}" for r in missed] or ["None."]
     lines += ["", "## What each row measured", ""]
     for i, r in enumerate(rows, 1):
         lines.append(f"{i}. **{r.metric}.** {r.notes}")
@@ -82,6 +83,10 @@ def write_results(out: Path, rows: list[Row], meta: dict[str, Any], diagnostics:
     payload = {"meta": meta, "rows": [{**asdict(r), "met": r.met} for r in rows], "diagnostics": diagnostics}
     (out / "results.json").write_text(json.dumps(payload, indent=2, default=_jsonable) + "\n", encoding="utf-8")
     return out / "RESULTS.md"
+
+
+def _sentence(text: str) -> str:
+    return text[:1].upper() + text[1:]
 
 
 def _jsonable(x: Any) -> Any:

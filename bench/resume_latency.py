@@ -32,7 +32,7 @@ def timed(b: Bench, cmd: list[str], name: str, expect: int = 0, env: dict | None
 
 
 def completed_row(b: Bench, reps: int) -> Row:
-    ref = goodput.reference(b)
+    ref = goodput.failure_free(b, "pipeline", ())  # the plain quickstart
     cmd = b.train_cmd(ref["ckpt"], ref["sets"], auto_resume=True)
 
     def resume() -> float:
@@ -67,9 +67,9 @@ def midstage_row(b: Bench, reps: int) -> Row:
     cmd = b.train_cmd(ckpt, auto_resume=True)
     env = {"UPS_FAULT": f"after-step:operator:{step + 1}"}
     path = str(state_path(ckpt, "operator", step))
-    load = [PYTHON, "-c", f"import torch; torch.load({path!r}, map_location='cpu', weights_only=True)"]
-    floor = [PYTHON, "-c", f"import torch; torch.optim.AdamW([torch.zeros(1)]); "
-                           f"torch.load({path!r}, map_location='cpu', weights_only=True)"]
+    load_it = f'torch.load("{path}", map_location="cpu", weights_only=True)'
+    load = [PYTHON, "-c", f"import torch; {load_it}"]
+    floor = [PYTHON, "-c", f"import torch; torch.optim.AdamW([torch.zeros(1)]); {load_it}"]
     res: dict[str, list[float]] = {"resume": [], "load": [], "floor": []}
 
     def resume() -> None:

@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
-import pytest
+import os
+
+# The models under test are tiny: one thread per process is as fast, and it keeps
+# OpenMP from spinning against the training subprocesses on a 2-core machine.
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+
+import pytest  # noqa: E402
 
 from tests.helpers import checkpoint_dir, train, write_config
 

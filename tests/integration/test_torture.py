@@ -58,6 +58,30 @@ def launch(config):
     )
 
 
+def run_until_kill(proc, rng) -> tuple[bool, str]:
+    """Let the run go on for a random while, then SIGKILL it. Returns (killed, output).
+
+    A fifth of the kills land at a random moment of start-up; the others after a
+    random number (1-3) of training log lines plus a random fraction of a second,
+    so the kills spread over training whatever the speed of the machine.
+    """
+    lines = []
+    if rng.random() < 0.2:
+        time.sleep(rng.uniform(0.0, 1.5))
+    else:
+        wanted = rng.randint(1, 3)
+        for line in proc.stdout:
+            lines.append(line)
+            wanted -= line.startswith("[") and " train " in line
+            if wanted <= 0:
+                break
+        time.sleep(rng.uniform(0.0, 0.3))
+    if proc.poll() is not None:
+        return False, "".join(lines) + proc.stdout.read()
+    proc.send_signal(signal.SIGKILL)
+    return True, "".join(lines) + proc.communicate()[0]
+
+
 def test_twenty_random_sigkills_then_bit_identical(tmp_path, shared_data):
     rng = random.Random(20261129)
     reference = write_config(tmp_path / "reference", LONGER, data_root=shared_data)
@@ -68,13 +92,10 @@ def test_twenty_random_sigkills_then_bit_identical(tmp_path, shared_data):
     while kills < KILLS:
         completed = check_consistent(ckpt)
         proc = launch(config)
-        time.sleep(rng.uniform(1.0, 4.0))  # start-up is ~1.5 s: some kills land before training
-        if proc.poll() is not None:
-            out = proc.stdout.read()
+        killed, out = run_until_kill(proc, rng)
+        if not killed:
             assert proc.returncode == 0, out[-3000:]
-            break  # finished before the kill: the loop has nothing left to interrupt
-        proc.send_signal(signal.SIGKILL)
-        out = proc.communicate()[0]
+            break  # finished before the kill: nothing left to interrupt
         kills += 1
         for stage in completed:
             assert BANNERS[stage] not in out, f"kill {kills}: verified stage {stage} was retrained"

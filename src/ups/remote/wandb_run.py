@@ -26,12 +26,12 @@ from ups.resume.metadata import read_metadata, update_metadata
 GLOBAL_STEP = "trainer/global_step"
 RESUME_MODES = ("allow", "must", "never")
 WANDB_MODES = ("online", "offline", "disabled")
-_RUN_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+_RUN_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
 
 
 def validate_run_id(run_id: str, source: str = "--resume-from-wandb") -> str:
     """W&B run ids: letters, digits, '-' and '_', 1–64 characters."""
-    if not isinstance(run_id, str) or not _RUN_ID.match(run_id):
+    if not isinstance(run_id, str) or not _RUN_ID.fullmatch(run_id):
         raise ConfigError(
             f"{source}: {run_id!r} is not a valid W&B run id (letters, digits, '-' and '_', 1-64 characters)"
         )

@@ -249,6 +249,7 @@ def _open_stage(p: _Pipeline, stage: StageDef, decision: Decision, task: StageTa
         if resume is None:
             print("  no usable saved state found; starting the stage over", flush=True)
     total_steps = settings.epochs * steps_per_epoch(task.train.n_items, settings.batch_size)
+    update_metadata(cfg.checkpoint_dir, trained=False)  # true again only when every stage completes
     if resume is not None:
         notice = world_change_notice(stage.name, resume["step"], resume.get("world_size", 1), p.group.world_size,
                                      settings.batch_size)
