@@ -76,9 +76,12 @@ def failure_free(b: Bench, name: str, sets: tuple[str, ...]) -> dict:
 
 def useful(before: dict, after: dict) -> dict:
     """The mean of the failure-free runs made before and after the preempted ones."""
-    mean = lambda a, c: (a + c) / 2  # noqa: E731
-    return {"wall": mean(before["wall"], after["wall"]), "startup": mean(before["startup"], after["startup"]),
-            "committed": {s: mean(before["committed"][s], after["committed"][s]) for s in STAGE_ORDER},
+    def mean(key: str, stage: str | None = None) -> float:
+        pick = (lambda r: r[key][stage]) if stage else (lambda r: r[key])
+        return (pick(before) + pick(after)) / 2
+
+    return {"wall": mean("wall"), "startup": mean("startup"),
+            "committed": {s: mean("committed", s) for s in STAGE_ORDER},
             "command": before["command"], "walls": [before["wall"], after["wall"]]}
 
 

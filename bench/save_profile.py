@@ -2,12 +2,14 @@
 
 Measures the pieces the save path is made of on the same state: the snapshot
 into fresh tensors (what `StateSaver.save` blocks on) against a copy into
-buffers that already exist, the sha256 rate, and a prototype of the proposed
-fix for the throughput row (hash in a second thread, overlapping the write),
-paired with a reference save run right before it, and a prototype of a
-snapshot-free save for the blocking row: fork, and let the child write the
-parent's memory copy-on-write. Its price is not blocking but the page copies
-the parent's next update of every tensor then pays, measured here as well.
+buffers that already exist; the serialisation without fsync (the disk flush
+varies by a second from one write to the next on a shared disk, the CPU part
+does not) to a path, to a file object, through the hashing writer, and
+through a prototype of the proposed fix for the throughput row (hash in a
+second thread, overlapping the write); and a prototype of a snapshot-free
+save for the blocking row: fork, and let the child write the parent's memory
+copy-on-write. Its price is not blocking but the page copies the parent's next
+update of every tensor then pays, measured here as well.
 """
 
 from __future__ import annotations
@@ -17,17 +19,20 @@ import os
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Optional
 
 import torch
 
 SNAP_FRESH = "snapshot, fresh buffers (s)"
 SNAP_REUSED = "snapshot, copy into reused buffers (s)"
 SHA_RATE = "sha256 throughput (GB/s)"
-PROTO_RATIO = "prototype (sha256 overlapped in a thread) throughput ÷ torch.save+fsync, one pair"
-UNHASHED = "save_torch's path without sha256 (temp, torch.save to a file object, fsync, rename; s)"
+TO_PATH = "serialise, no fsync: torch.save to a path (s)"
+TO_FILE = "serialise, no fsync: torch.save to a file object (s)"
+HASHED = "serialise, no fsync: through save_torch's HashingWriter (s)"
+OVERLAPPED = "serialise, no fsync: through the prototype, sha256 in a second thread (s)"
 FORK_BLOCKED = "fork save: blocked (s)"
 FORK_COW = "fork save: extra time of the next full update (copy-on-write, s)"
+
 
 def copy_into(dst: Any, src: Any) -> None:
     """`copy_` every tensor of `src` into the matching tensor of `dst` (same tree)."""
@@ -65,29 +70,35 @@ class OverlappedHashingWriter:
         self._f.flush()
 
 
-def prototype_save(state: dict, path: Path) -> float:
-    from ups.resume.atomic import atomic_path
-
+def serialise(state: dict, path: Path, wrap: Optional[Callable] = None) -> float:
+    """Seconds for torch.save into a file (through `wrap(file)` if given); the fsync after it is not timed,
+    but it is done, so the next measurement does not start behind this one's dirty pages."""
     start = time.perf_counter()
-    with ThreadPoolExecutor(1) as pool, atomic_path(path) as tmp, open(tmp, "wb") as f:
-        writer = OverlappedHashingWriter(f, pool)
-        torch.save(state, writer)
-        writer.flush()
+    if wrap is None:
+        torch.save(state, str(path))
+    else:
+        with open(path, "wb") as f:
+            writer = wrap(f)
+            torch.save(state, writer)
+            writer.flush()
     seconds = time.perf_counter() - start
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
     path.unlink()
     return seconds
 
 
-def unhashed_save(state: dict, path: Path) -> float:
-    """save_torch minus the digest: separates the hash's cost from the file-object path's."""
-    from ups.resume.atomic import atomic_path
+def serialisation_costs(state: dict, path: Path) -> dict[str, float]:
+    """Each variant twice, the faster kept: on a shared machine noise only ever adds time."""
+    from ups.resume.atomic import HashingWriter
 
-    start = time.perf_counter()
-    with atomic_path(path) as tmp, open(tmp, "wb") as f:
-        torch.save(state, f)
-    seconds = time.perf_counter() - start
-    path.unlink()
-    return seconds
+    with ThreadPoolExecutor(1) as pool:
+        variants = {TO_PATH: None, TO_FILE: lambda f: f, HASHED: HashingWriter,
+                    OVERLAPPED: lambda f: OverlappedHashingWriter(f, pool)}
+        return {name: min(serialise(state, path, wrap) for _ in range(2)) for name, wrap in variants.items()}
 
 
 def touch(tree: Any) -> float:
@@ -136,7 +147,6 @@ def fork_save(state: dict, path: Path) -> dict[str, float]:
 
 
 def profile_save_path(state: dict, out: Path, log: Callable[[str], None]) -> dict[str, float]:
-    from bench.save_cost import reference_save
     from ups.resume.saver import snapshot
 
     start = time.perf_counter()
@@ -147,20 +157,10 @@ def profile_save_path(state: dict, out: Path, log: Callable[[str], None]) -> dic
     reused = time.perf_counter() - start
     del snap
     rate = sha256_rate(state)
-    ref, _ = reference_save(state, out / "reference.pt")
-    proto = prototype_save(state, out / "prototype.pt")
-    unhashed = unhashed_save(state, out / "unhashed.pt")
+    costs = serialisation_costs(state, out / "serialised.pt")
     forked = fork_save(state, out / "forked.pt")
     log(f"    profile: fork save blocked {forked[FORK_BLOCKED]:.3f} s, next update +{forked[FORK_COW]:.2f} s")
     log(f"    profile: snapshot {fresh:.2f} s fresh / {reused:.2f} s reused buffers; sha256 {rate:.2f} GB/s; "
-        f"overlapped-hash prototype {proto:.2f} s, no hash {unhashed:.2f} s vs torch.save+fsync {ref:.2f} s")
-    return {
-        SNAP_FRESH: fresh,
-        SNAP_REUSED: reused,
-        SHA_RATE: rate,
-        "prototype save_torch with sha256 overlapped in a thread (s)": proto,
-        "torch.save+fsync right before the prototype (s)": ref,
-        PROTO_RATIO: ref / proto,
-        UNHASHED: unhashed,
-        **forked,
-    }
+        f"serialise to path / file / hashing writer / prototype: "
+        f"{' / '.join(f'{v:.2f}' for v in costs.values())} s")
+    return {SNAP_FRESH: fresh, SNAP_REUSED: reused, SHA_RATE: rate, **costs, **forked}

@@ -45,5 +45,5 @@ def test_a_missed_target_is_listed_with_its_reason():
             "load_after": "0", "seconds": 1.0}
     text = markdown(rows, meta, {})
     missed = text.split("## Targets not met")[1].split("##")[0]
-    assert "slow thing" in missed and "it hashes twice; next: hash once" in missed
+    assert "slow thing" in missed and "It hashes twice; next: hash once" in missed
     assert "fast thing" not in missed

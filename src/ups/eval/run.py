@@ -16,7 +16,7 @@ from ups.data.pdebench import open_split
 from ups.eval.evaluation import CORRECTED, EvalResult, evaluate
 from ups.eval.loading import load_models
 from ups.eval.report import report_dict, write_reports
-from ups.training.context import resolve_device
+from ups.training.context import runtime_device
 
 DEFAULT_SPLIT = "test"
 
@@ -45,7 +45,7 @@ def evaluate_checkpoints(cfg: Config, operator: str | Path, diffusion: Optional[
     Checkpoints are loaded (and refused on any mismatch) before the data is
     touched: a wrong file fails in a second, not after generating a data set.
     """
-    dev = resolve_device(device or cfg.training.device)
+    dev = runtime_device(cfg, device)
     models = load_models(cfg, Path(operator), Path(diffusion) if diffusion else None, dev)
     split = eval_split(cfg)
     ensure_data(cfg.data, splits=(split,), log=log)

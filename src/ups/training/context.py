@@ -33,6 +33,13 @@ STAGE_MODEL = {"operator": "operator", "diff_residual": "diffusion",
                "consistency_distill": "student", "steady_prior": "steady_prior"}
 
 
+def runtime_device(cfg: Config, override: Optional[str] = None) -> torch.device:
+    """Apply the config's runtime settings (CPU threads) and pick the device."""
+    if cfg.training.num_threads:
+        torch.set_num_threads(cfg.training.num_threads)
+    return resolve_device(override or cfg.training.device)
+
+
 def resolve_device(name: str) -> torch.device:
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")

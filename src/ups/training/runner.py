@@ -32,14 +32,14 @@ from ups.resume.files import OUTPUT_FORMAT, save_torch
 from ups.resume.layout import OUTPUT_ROLES, STATE_DIR
 from ups.resume.lock import CheckpointDirLock
 from ups.resume.metadata import update_metadata
-from ups.resume.plan import CONTINUE, DISABLED, SKIP, Decision, decide
+from ups.resume.plan import CONTINUE, DISABLED, RUN, SKIP, Decision, decide
 from ups.resume.policy import SavePolicy
 from ups.resume.rng import seed_everything
 from ups.resume.saver import NullSaver, StateSaver, find_resume_state
 from ups.resume.signals import StopRequest, TrainingInterrupted
 from ups.resume.tracker import StageTracker, utc_now
 from ups.resume.verify import OutputCatalog
-from ups.training.context import STAGE_MODEL, PipelineContext, resolve_device
+from ups.training.context import STAGE_MODEL, PipelineContext, runtime_device
 from ups.training.distributed import Solo, join, restart_count, world_change_notice
 from ups.training.loop import StageRun, StageTask, Trainer, steps_per_epoch
 from ups.training.metrics import MetricsLogger, SilentLog
@@ -74,7 +74,7 @@ class _Pipeline:
 
     cfg: Config
     opts: RunOptions
-    ctx: PipelineContext
+    ctx: Optional[PipelineContext]  # None when the plan trains nothing
     stop: StopRequest
     group: Solo
     tracker: Optional[StageTracker]
@@ -86,23 +86,27 @@ def run_pipeline(cfg: Config, opts: RunOptions) -> dict[str, str]:
     """Train the selected stages; returns {stage: action taken}. Raises UpsError subclasses."""
     ckpt = cfg.checkpoint_dir
     selected = list(STAGES) if opts.stage == "all" else [BY_NAME[opts.stage]]
-    device = resolve_device(opts.device or cfg.training.device)
+    device = runtime_device(cfg, opts.device)
     with join(device) as group, group.quiet(), contextlib.ExitStack() as session:
         stop = session.enter_context(StopRequest(escalate=not group.distributed))
         tracker = group.on_main(lambda: _take_checkpoint_dir(cfg, opts, session))
-        if cfg.training.num_threads:
-            torch.set_num_threads(cfg.training.num_threads)
         if restart_count() and not opts.auto_resume:
             print(f"torchrun restart {restart_count()}: resuming as with --auto-resume", flush=True)
             opts.auto_resume = True  # a restart must continue the attempt it replaces, not redo it
-        ctx = group.main_first(lambda: PipelineContext.open(cfg, group.device, share=group.from_main))
+        catalog = OutputCatalog(ckpt)
+        plan = group.from_main(lambda: _print_plan(cfg, opts, tracker, catalog, group, selected))
+        # A pipeline with nothing to train never opens its data (resume of a finished run is instant).
+        trains = any(d.action in (RUN, CONTINUE) for d in plan)
+        ctx = group.main_first(lambda: PipelineContext.open(cfg, group.device, share=group.from_main)) if trains \
+            else None
         try:
             group.on_main(lambda: update_metadata(ckpt, config_hash=config_hash(cfg), architecture=architecture(cfg),
                                                   config_path=opts.config_path))
-            p = _Pipeline(cfg, opts, ctx, stop, group, tracker, OutputCatalog(ckpt))
+            p = _Pipeline(cfg, opts, ctx, stop, group, tracker, catalog)
             return _run_stages(p, selected)
         finally:
-            ctx.close()
+            if ctx is not None:
+                ctx.close()
 
 
 def _take_checkpoint_dir(cfg: Config, opts: RunOptions, session: contextlib.ExitStack) -> StageTracker:
@@ -119,7 +123,6 @@ def _take_checkpoint_dir(cfg: Config, opts: RunOptions, session: contextlib.Exit
 
 def _run_stages(p: _Pipeline, selected: list[StageDef]) -> dict[str, str]:
     cfg, group = p.cfg, p.group
-    group.on_main(lambda: _print_plan(p, selected))
     writes = group.is_main  # rank 0 alone writes metrics.jsonl and logs to W&B
     p.log = MetricsLogger(cfg.checkpoint_dir, cfg.logging.progress, p.opts.wandb_run) if writes else SilentLog()
     taken: dict[str, str] = {}
@@ -140,16 +143,19 @@ def _run_stages(p: _Pipeline, selected: list[StageDef]) -> dict[str, str]:
     return taken
 
 
-def _print_plan(p: _Pipeline, selected: list[StageDef]) -> None:
-    cfg, tracker = p.cfg, p.tracker
-    plan = make_plan(cfg, selected, tracker.get_all_statuses(), p.catalog, p.opts.auto_resume)
-    if p.opts.auto_resume:
+def _print_plan(cfg: Config, opts: RunOptions, tracker: StageTracker, catalog: OutputCatalog, group: Solo,
+                selected: list[StageDef]) -> list[Decision]:
+    """Rank 0: decide every selected stage up front and print the plan (each stage is decided again
+    when its turn comes, once its upstream stages have their final digests)."""
+    plan = make_plan(cfg, selected, tracker.get_all_statuses(), catalog, opts.auto_resume)
+    if opts.auto_resume:
         _print_auto_resume(cfg, plan)
     elif any(tracker.get_stage_status(d.stage).status == "completed" for d in plan if d.action != DISABLED):
         print("Note: completed stages will be retrained; pass --auto-resume to skip verified ones.")
-    if p.group.distributed:
-        print(f"Training with {p.group.world_size} processes (DDP); rank 0 writes {cfg.checkpoint_dir}/")
+    if group.distributed:
+        print(f"Training with {group.world_size} processes (DDP); rank 0 writes {cfg.checkpoint_dir}/")
     print("\n".join(format_plan(plan)), flush=True)
+    return plan
 
 
 def _print_auto_resume(cfg: Config, plan: list[Decision]) -> None:
