@@ -38,7 +38,8 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--only", default=",".join(MODULES), help=f"comma-separated subset of {', '.join(MODULES)}")
     p.add_argument("--out", type=Path, help="where RESULTS.md and results.json go (default: bench/, or the "
                                             "scratch directory with --quick)")
-    p.add_argument("--work", type=Path, help="scratch directory (default: a new temp dir, removed at the end)")
+    p.add_argument("--work", type=Path, help="scratch directory (default: a new temp dir, removed after a "
+                                             "successful run)")
     args = p.parse_args(argv)
     args.only = [k.strip() for k in args.only.split(",") if k.strip()]
     unknown = sorted(set(args.only) - set(MODULES))
@@ -110,12 +111,10 @@ def main(argv: list[str] | None = None) -> int:
     args = parse(argv)
     work = args.work or Path(tempfile.mkdtemp(prefix="ups-bench-"))
     work.mkdir(parents=True, exist_ok=True)
-    try:
-        path = run(args, work)
-        print(path.read_text(encoding="utf-8"))
-    finally:
-        if args.work is None and not args.quick:
-            shutil.rmtree(work, ignore_errors=True)
+    path = run(args, work)  # on failure the scratch directory stays, with every run's log
+    print(path.read_text(encoding="utf-8"))
+    if args.work is None and not args.quick:
+        shutil.rmtree(work, ignore_errors=True)
     return 0
 
 

@@ -30,7 +30,7 @@ def settings(b: Bench) -> tuple[tuple[str, ...], int, int]:
 
 def measure(b: Bench) -> list[Row]:
     sets, steps, every = settings(b)
-    reps = 1 if b.quick else 3
+    reps = 1 if b.quick else 4
     ckpt = b.work / "overhead"
     log = b.work / "overhead.log"
     commands, cpu = {}, {"checkpointing on": [], "checkpointing off": []}
@@ -55,7 +55,7 @@ def measure(b: Bench) -> list[Row]:
         key="overhead", metric="Checkpoint overhead (operator stage wall time, saves on ÷ off)",
         measured=median(on), reference=median(off), unit="s", ratio=ratio, op="<=", target=1.01,
         commands=[commands["checkpointing on"], commands["checkpointing off"]],
-        notes=(f"{reps} ABBA pairs; {steps} steps with a state save every {every} steps "
+        notes=(f"{reps} pairs in ABBA order; {steps} steps with a state save every {every} steps "
                f"({steps // every - (steps % every == 0)} saves) vs none; time from the stage's recorded start "
                f"to its recorded completion. Paired ratios: {', '.join(f'{a / o:.3f}' for a, o in zip(on, off))}. "
                f"Whole-process CPU time, on ÷ off: {cpu_ratio:.3f} (median of pairs)."),

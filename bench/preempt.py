@@ -57,6 +57,8 @@ def run_under_failures(cmd: list[str], log_file: Path, gaps: Iterator[float], ca
                 continue
             out.total_s = time.perf_counter() - start
             if rc != 0:
-                raise RuntimeError(f"training exited {rc} on its own under preemption; see {log_file}")
+                log.flush()
+                tail = log_file.read_text(errors="replace")[-3000:]
+                raise RuntimeError(f"training exited {rc} on its own under preemption; {log_file} ends:\n{tail}")
             out.finished = True
             return out

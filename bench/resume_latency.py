@@ -124,8 +124,8 @@ def import_breakdown(b: Bench) -> None:
 def completed_miss(b: Bench) -> str:
     ups_s = b.diagnostics.get("import ups' training modules after both (s)", float("nan"))
     return (f"a completed pipeline builds no optimizer, so beyond `import torch` it costs ups' imports "
-            f"({ups_s:.2f} s), opening the data and latent codec (about 0.1 s), hashing the seven outputs, and two "
-            "rewrites of metadata.json, each with a file and a directory fsync even when nothing changed. When "
+            f"({ups_s:.2f} s), reading the status, hashing the seven outputs, and two rewrites of metadata.json, "
+            "each with a file and a directory fsync even when nothing changed. When "
             "neighbours keep the disk busy those four fsyncs can take tenths of a second, which is why this row "
             "varies from run to run (`python -m bench --only resume` on a quiet machine separates the two). Next "
             "step (runner/metadata): skip the metadata rewrite when its content is unchanged, so a run that only "
@@ -137,14 +137,15 @@ def latency_miss(b: Bench) -> str:
     torch_s = d.get("import torch (s)", float("nan"))
     dynamo = d.get(DYNAMO, float("nan"))
     ups_s = d.get("import ups' training modules after both (s)", float("nan"))
+    rest = b.cache.get("first_step_s", float("nan")) - torch_s - dynamo - ups_s
     return (f"start-up is imports, not resume work: import torch {torch_s:.2f} s; constructing the first "
             f"torch.optim optimizer then imports torch._dynamo ({dynamo:.2f} s, via `torch._disable_dynamo` on "
-            f"`Optimizer.__init__`); ups' own modules (pydantic, h5py, yaml) add {ups_s:.2f} s. Reading the config, "
-            "data, latents and state takes about 0.3 s (cProfile of a resume). A completed pipeline builds no "
-            "optimizer, so only a mid-stage resume pays the torch._dynamo import. Next step: compare against "
-            "the floor of any torch.optim program (import torch + one optimizer + load; see Diagnostics), or "
-            "ask upstream torch to stop importing dynamo from eager optimizers; patching torch's lazy hook "
-            "from ups would be fragile across torch versions.")
+            f"`Optimizer.__init__`); ups' own modules (pydantic, h5py, yaml) add {ups_s:.2f} s. Everything else — "
+            f"config, status, data, latents, loading the state and the first step — is the remaining {rest:.2f} s. "
+            "A completed pipeline builds no optimizer, so only a mid-stage resume pays the torch._dynamo import. "
+            "Next step: compare against the floor of any torch.optim program (import torch + one optimizer + load; "
+            "see Diagnostics), or ask upstream torch not to import dynamo from eager optimizers; patching torch's "
+            "lazy hook from ups would be fragile across torch versions.")
 
 
 def measure(b: Bench) -> list[Row]:

@@ -1,15 +1,14 @@
 """Where a save's time goes, for the diagnosis under rows 2 and 3 (not a target row).
 
-Measures the pieces the save path is made of on the same state: the snapshot
-into fresh tensors (what `StateSaver.save` blocks on) against a copy into
-buffers that already exist; the serialisation without fsync (the disk flush
-varies by a second from one write to the next on a shared disk, the CPU part
-does not) to a path, to a file object, through the hashing writer, and
-through a prototype of the proposed fix for the throughput row (hash in a
-second thread, overlapping the write); and a prototype of a snapshot-free
-save for the blocking row: fork, and let the child write the parent's memory
-copy-on-write. Its price is not blocking but the page copies the parent's next
-update of every tensor then pays, measured here as well.
+Measures the pieces a save is made of, on the same state and independently of
+how `ups.resume` currently assembles them: a snapshot into fresh tensors
+against a copy into buffers that already exist (what a save can block on);
+serialisation without fsync (the disk flush varies by a second from one write
+to the next on a shared disk, the CPU part does not) to a path and to a file
+object; the sha256 rate; and a snapshot-free alternative for the blocking row:
+fork, and let the child write the parent's memory copy-on-write. Its price is
+not blocking but the page copies the parent's next update of every tensor then
+pays, measured here as well.
 """
 
 from __future__ import annotations
@@ -17,7 +16,6 @@ from __future__ import annotations
 import hashlib
 import os
 import time
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Callable, Optional
 
@@ -28,8 +26,6 @@ SNAP_REUSED = "snapshot, copy into reused buffers (s)"
 SHA_RATE = "sha256 throughput (GB/s)"
 TO_PATH = "serialise, no fsync: torch.save to a path (s)"
 TO_FILE = "serialise, no fsync: torch.save to a file object (s)"
-HASHED = "serialise, no fsync: through save_torch's HashingWriter (s)"
-OVERLAPPED = "serialise, no fsync: through the prototype, sha256 in a second thread (s)"
 FORK_BLOCKED = "fork save: blocked (s)"
 FORK_COW = "fork save: extra time of the next full update (copy-on-write, s)"
 
@@ -51,23 +47,6 @@ def sha256_rate(state: dict) -> float:
     for _ in range(4):
         hashlib.sha256(data).digest()
     return 4 * len(data) / (time.perf_counter() - start) / 1e9
-
-
-class OverlappedHashingWriter:
-    """Prototype: hashes each chunk in a helper thread while this thread writes it."""
-
-    def __init__(self, f, pool: ThreadPoolExecutor):
-        self._f, self._pool, self._h, self.size = f, pool, hashlib.sha256(), 0
-
-    def write(self, data) -> int:
-        pending = self._pool.submit(self._h.update, data)
-        n = self._f.write(data)
-        pending.result()  # `data` may be a temporary buffer: done with it before returning
-        self.size += len(data)
-        return n
-
-    def flush(self) -> None:
-        self._f.flush()
 
 
 def serialise(state: dict, path: Path, wrap: Optional[Callable] = None) -> float:
@@ -93,12 +72,8 @@ def serialise(state: dict, path: Path, wrap: Optional[Callable] = None) -> float
 
 def serialisation_costs(state: dict, path: Path) -> dict[str, float]:
     """Each variant twice, the faster kept: on a shared machine noise only ever adds time."""
-    from ups.resume.atomic import HashingWriter
-
-    with ThreadPoolExecutor(1) as pool:
-        variants = {TO_PATH: None, TO_FILE: lambda f: f, HASHED: HashingWriter,
-                    OVERLAPPED: lambda f: OverlappedHashingWriter(f, pool)}
-        return {name: min(serialise(state, path, wrap) for _ in range(2)) for name, wrap in variants.items()}
+    variants = {TO_PATH: None, TO_FILE: lambda f: f}
+    return {name: min(serialise(state, path, wrap) for _ in range(2)) for name, wrap in variants.items()}
 
 
 def touch(tree: Any) -> float:
@@ -161,6 +136,5 @@ def profile_save_path(state: dict, out: Path, log: Callable[[str], None]) -> dic
     forked = fork_save(state, out / "forked.pt")
     log(f"    profile: fork save blocked {forked[FORK_BLOCKED]:.3f} s, next update +{forked[FORK_COW]:.2f} s")
     log(f"    profile: snapshot {fresh:.2f} s fresh / {reused:.2f} s reused buffers; sha256 {rate:.2f} GB/s; "
-        f"serialise to path / file / hashing writer / prototype: "
-        f"{' / '.join(f'{v:.2f}' for v in costs.values())} s")
+        f"serialise without fsync to a path {costs[TO_PATH]:.2f} s, to a file object {costs[TO_FILE]:.2f} s")
     return {SNAP_FRESH: fresh, SNAP_REUSED: reused, SHA_RATE: rate, **costs, **forked}

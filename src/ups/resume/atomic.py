@@ -14,6 +14,8 @@ import hashlib
 import json
 import os
 import tempfile
+import threading
+from concurrent.futures import Future
 from pathlib import Path
 from typing import Any, BinaryIO, Iterator
 
@@ -67,26 +69,6 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
     fsync_dir(path.parent)
 
 
-class HashingWriter:
-    """A write-only file wrapper that hashes bytes as they go by (saves a re-read)."""
-
-    def __init__(self, f: BinaryIO):
-        self._f = f
-        self._h = hashlib.sha256()
-        self.size = 0
-
-    def write(self, data: bytes) -> int:
-        self._h.update(data)
-        self.size += len(data)
-        return self._f.write(data)
-
-    def flush(self) -> None:
-        self._f.flush()
-
-    def hexdigest(self) -> str:
-        return self._h.hexdigest()
-
-
 def atomic_write_bytes(path: str | Path, data: bytes) -> None:
     with atomic_path(path) as tmp, open(tmp, "wb") as f:
         f.write(data)
@@ -99,13 +81,33 @@ def atomic_write_json(path: str | Path, obj: Any) -> None:
 
 def file_digest(path: str | Path) -> dict[str, Any]:
     """`{"sha256": hex, "size": bytes}` of a file, read in chunks."""
+    with open(path, "rb") as f:
+        return stream_digest(f)
+
+
+def stream_digest(f: BinaryIO) -> dict[str, Any]:
     h = hashlib.sha256()
     size = 0
-    with open(path, "rb") as f:
-        while chunk := f.read(_CHUNK):
-            h.update(chunk)
-            size += len(chunk)
+    while chunk := f.read(_CHUNK):
+        h.update(chunk)  # releases the GIL: a hashing thread runs beside the writer
+        size += len(chunk)
     return {"sha256": h.hexdigest(), "size": size}
+
+
+def digest_in_background(path: Path) -> Future:
+    """Start hashing `path` in a thread (its descriptor is opened now, so a rename is harmless)."""
+    f = open(path, "rb")
+    future: Future = Future()
+
+    def run() -> None:
+        try:
+            with f:
+                future.set_result(stream_digest(f))
+        except BaseException as e:  # surfaced by future.result()
+            future.set_exception(e)
+
+    threading.Thread(target=run, name="ups-digest", daemon=True).start()
+    return future
 
 
 def remove_stale_temps(directory: Path) -> list[Path]:

@@ -43,6 +43,36 @@ def snapshot(tree: Any) -> Any:
     return tree
 
 
+class SnapshotBuffers:
+    """Host buffers that a state is copied into, kept from one save to the next.
+
+    Copying into memory that already exists is several times faster than
+    allocating it afresh (no page faults), and the copy is the only part of a
+    save the training thread waits for. One write is in flight at a time, so
+    one set of buffers suffices: the next save waits for the write first.
+    """
+
+    def __init__(self) -> None:
+        self._buffers: dict[tuple, torch.Tensor] = {}
+
+    def copy(self, tree: Any, path: tuple = ()) -> Any:
+        if isinstance(tree, torch.Tensor):
+            return self._copy_tensor(tree, path)
+        if isinstance(tree, dict):
+            return {k: self.copy(v, path + (k,)) for k, v in tree.items()}
+        if isinstance(tree, (list, tuple)):
+            return type(tree)(self.copy(v, path + (i,)) for i, v in enumerate(tree))
+        return tree
+
+    def _copy_tensor(self, t: torch.Tensor, path: tuple) -> torch.Tensor:
+        buf = self._buffers.get(path)
+        if buf is None or buf.shape != t.shape or buf.dtype != t.dtype:
+            buf = torch.empty(t.shape, dtype=t.dtype, pin_memory=t.is_cuda)
+            self._buffers[path] = buf
+        buf.copy_(t.detach(), non_blocking=t.is_cuda)
+        return buf
+
+
 class StateSaver:
     """Writes `state/<stage>/step-N.pt` files; keeps the newest `keep`."""
 
@@ -54,11 +84,14 @@ class StateSaver:
         self._thread: Optional[threading.Thread] = None
         self._error: Optional[BaseException] = None
         self.last_record: Optional[dict[str, Any]] = None
+        self._buffers = SnapshotBuffers()
 
     def save(self, state: dict[str, Any], *, wait: bool = False) -> None:
         """Snapshot `state` now; write it in the background (or at once if `wait`)."""
         self.wait()
-        snap = snapshot(state)
+        snap = self._buffers.copy(state)
+        if torch.cuda.is_available():
+            torch.cuda.synchronize()  # the non-blocking device-to-host copies have landed
         if wait or not self.background:
             self._write(snap)
             self._raise_pending()
