@@ -1,7 +1,7 @@
 """`python -m bench [--quick] [--only KEYS] [--out DIR]`: run the measurements, write the report.
 
-Row 4's restart time feeds row 6's model, so row 4 runs first; the table is
-always in the issue's order. A full run writes bench/RESULTS.md and
+Row 4 runs early: its restart time feeds row 6's model and its per-save cost
+row 1's diagnosis. The table is always in the issue's order. A full run writes bench/RESULTS.md and
 bench/results.json; a --quick run (the smoke test) writes into its scratch
 directory unless --out is given, so it never overwrites the committed results.
 """
@@ -24,10 +24,11 @@ from bench import goodput, lost_work, overhead, resume_latency, save_cost
 from bench.common import PYTHON, QUICKSTART, REPO, Bench, check_rc, run_timed
 from bench.report import Row, write_results
 
-# key -> module, in table order. RUN_ORDER: resume measures the restart cost goodput's model uses.
+# key -> module, in table order. RUN_ORDER: resume measures the restart cost goodput's model uses
+# and the per-save cost overhead's diagnosis uses.
 MODULES = {"overhead": overhead, "save": save_cost, "resume": resume_latency, "lost": lost_work,
            "goodput": goodput}
-RUN_ORDER = ("save", "overhead", "resume", "lost", "goodput")
+RUN_ORDER = ("save", "resume", "overhead", "lost", "goodput")
 # Optional repetitions (goodput's extra rounds) start only if they can end by then.
 DEADLINE_S = 13 * 60
 

@@ -50,33 +50,35 @@ def measure(b: Bench) -> list[Row]:
 
     on, off = alternate(reps, lambda: one("checkpointing on", ()), lambda: one("checkpointing off", OFF))
     ratio = median_ratio(on, off)
+    saves = steps // every - (steps % every == 0)  # none at the last step: the stage's outputs follow
     cpu_ratio = median_ratio(cpu["checkpointing on"], cpu["checkpointing off"])
     return [Row(
         key="overhead", metric="Checkpoint overhead (operator stage wall time, saves on ÷ off)",
         measured=median(on), reference=median(off), unit="s", ratio=ratio, op="<=", target=1.01,
         commands=[commands["checkpointing on"], commands["checkpointing off"]],
         notes=(f"{reps} pairs in ABBA order; {steps} steps with a state save every {every} steps "
-               f"({steps // every - (steps % every == 0)} saves) vs none; time from the stage's recorded start "
+               f"({saves} saves) vs none; time from the stage's recorded start "
                f"to its recorded completion. Paired ratios: {', '.join(f'{a / o:.3f}' for a, o in zip(on, off))}. "
                f"Whole-process CPU time, on ÷ off: {cpu_ratio:.3f} (median of pairs)."),
-        miss=overhead_miss(on, off, ratio, cpu_ratio),
+        miss=overhead_miss(b, on, off, cpu_ratio, saves),
         samples={"on_s": on, "off_s": off, "cpu_on_s": cpu["checkpointing on"], "cpu_off_s": cpu["checkpointing off"]},
     )]
 
 
-def overhead_miss(on: list[float], off: list[float], ratio: float, cpu_ratio: float) -> str:
+def overhead_miss(b: Bench, on: list[float], off: list[float], cpu_ratio: float, saves: int) -> str:
     pairs = sorted(a / o for a, o in zip(on, off))
     spread = f"the paired wall-time ratios spread from {pairs[0]:.3f} to {pairs[-1]:.3f}"
-    cpu = (f"the processes' CPU time changes by {cpu_ratio - 1:+.1%} with saves on. Each save of the operator's "
-           "~1 MB state costs the CPU time and wall time listed under Diagnostics (mostly torch.save pickling "
-           "~160 tensors, then fsync waits), and the background writer's Python work competes with the training "
-           "thread for the GIL")
+    per_save = b.diagnostics.get(SAVE_WALL, float("nan"))
+    expected = (f"Saving the operator's state costs {per_save:.1f} ms of wall time per save (Diagnostics), "
+                f"{saves} saves ≈ {saves * per_save / 1000 / median(off):.2%} of the stage, and the processes' CPU "
+                f"time changes by {cpu_ratio - 1:+.1%}.")
     if pairs[0] <= 1.01:
-        return (f"{spread}, so run-to-run noise on this shared machine is larger than the 1% being tested; {cpu}. "
-                "Next step: rerun `python -m bench --only overhead` on an idle machine.")
-    return (f"{spread}, every pair above 1.01; {cpu}. Next step (saver.py): serialise into memory on the training "
-            "thread (`torch.save` to a BytesIO, a few ms) and leave only GIL-free work (hash, write, fsync) to the "
-            "writer thread, or save less often: the cost scales with the number of saves.")
+        return (f"{spread}, so run-to-run noise on this shared machine is larger than the 1% being tested. "
+                f"{expected} Next step: rerun `python -m bench --only overhead` on an idle machine, or with more "
+                "pairs.")
+    return (f"{spread}, every pair above 1.01. {expected} The background writer's Python work (pickling, status "
+            "update) competes with the training thread for the GIL. Next step (saver.py): serialise into memory on "
+            "the training thread and leave only GIL-free work (hash, write, fsync) to the writer thread.")
 
 
 SAVE_CPU = "one save of the operator's training state: CPU ms (save_torch, median of 10)"

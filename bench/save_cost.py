@@ -25,8 +25,8 @@ from ups.resume.saver import StateSaver
 
 from bench.common import Bench, median, median_ratio, rotate
 from bench.report import Row
-from bench.save_profile import (FORK_BLOCKED, FORK_COW, SHA_RATE, SNAP_FRESH, SNAP_REUSED, TO_FILE, TO_PATH,
-                                 profile_save_path)
+from bench.save_profile import (FORK_BLOCKED, FORK_COW, READBACK, SHA_RATE, SNAP_FRESH, SNAP_REUSED, TO_FILE,
+                                 TO_PATH, profile_save_path)
 
 NAN = float("nan")
 
@@ -159,19 +159,19 @@ def throughput_row(b: Bench, res: dict[str, list]) -> Row:
 
 def throughput_miss(d: dict, consistent: float, ref: float) -> str:
     path, file, rate = d.get(TO_PATH, NAN), d.get(TO_FILE, NAN), d.get(SHA_RATE, NAN)
-    hash_s = d.get("state size (GB)", NAN) / rate
+    hash_s, readback = d.get("state size (GB)", NAN) / rate, d.get(READBACK, NAN)
     flush = ref - path  # the reference is serialisation to a path, then the flush
-    model = file + max(flush, hash_s)
-    to_path = (f" and serialise to the temp path (`torch.save(obj, str(tmp))`), {file - path:.2f} s faster here than "
+    model = file + max(flush, readback)
+    to_path = (f"; and serialise to the temp path (`torch.save(obj, str(tmp))`), {file - path:.2f} s faster here than "
                "through a Python file object" if file - path > 0.05 * path else "")
     return (f"`save_torch` took {consistent:.2f} s against {ref:.2f} s. Measured apart: serialising takes {path:.2f} s "
-            f"to a path ({file:.2f} s to a Python file object), the flush about {flush:.2f} s, and sha256 of this "
-            f"state {hash_s:.2f} s ({rate:.2f} GB/s). Serialising, then hashing while the fsync runs, would take ≈ "
-            f"{file:.2f} + max({flush:.2f}, {hash_s:.2f}) = {model:.2f} s; the remaining {consistent - model:.2f} s "
-            "is the hashing thread and the flush slowing each other, or noise. Next step (files.py): hash the "
-            f"chunks in a second thread as torch.save writes them, so the digest is done when the write is{to_path}. "
-            "The write is off the training path (row 1): throughput matters only once a write outlasts the save "
-            "interval.")
+            f"to a path ({file:.2f} s to a Python file object), the flush about {flush:.2f} s, sha256 alone "
+            f"{hash_s:.2f} s ({rate:.2f} GB/s), but reading the written file back and hashing it {readback:.2f} s. "
+            f"Serialising, then digesting the file while the fsync runs, takes ≈ {file:.2f} + max({flush:.2f}, "
+            f"{readback:.2f}) = {model:.2f} s (the rest, {consistent - model:+.2f} s, is the two competing, or noise). "
+            "Next steps (files.py): hash the bytes as torch.save produces them, in a second thread (no read-back, "
+            f"and the digest is done when the write is){to_path}. The write is off the training path (row 1): "
+            "throughput matters only once a write outlasts the save interval.")
 
 
 def blocking_miss(d: dict, blocked: float, ref: float, gib: float) -> str:

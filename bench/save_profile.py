@@ -26,6 +26,7 @@ SNAP_REUSED = "snapshot, copy into reused buffers (s)"
 SHA_RATE = "sha256 throughput (GB/s)"
 TO_PATH = "serialise, no fsync: torch.save to a path (s)"
 TO_FILE = "serialise, no fsync: torch.save to a file object (s)"
+READBACK = "read the written file back from the page cache and sha256 it, 1 MiB chunks (s)"
 FORK_BLOCKED = "fork save: blocked (s)"
 FORK_COW = "fork save: extra time of the next full update (copy-on-write, s)"
 
@@ -73,7 +74,21 @@ def serialise(state: dict, path: Path, wrap: Optional[Callable] = None) -> float
 def serialisation_costs(state: dict, path: Path) -> dict[str, float]:
     """Each variant twice, the faster kept: on a shared machine noise only ever adds time."""
     variants = {TO_PATH: None, TO_FILE: lambda f: f}
-    return {name: min(serialise(state, path, wrap) for _ in range(2)) for name, wrap in variants.items()}
+    costs = {name: min(serialise(state, path, wrap) for _ in range(2)) for name, wrap in variants.items()}
+    torch.save(state, str(path))
+    costs[READBACK] = min(read_back_digest(path) for _ in range(2))
+    path.unlink()
+    return costs
+
+
+def read_back_digest(path: Path) -> float:
+    """Seconds to hash a just-written file by reading it back, as a digest computed after the write must."""
+    start = time.perf_counter()
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(1 << 20):
+            h.update(chunk)
+    return time.perf_counter() - start
 
 
 def touch(tree: Any) -> float:
@@ -136,5 +151,6 @@ def profile_save_path(state: dict, out: Path, log: Callable[[str], None]) -> dic
     forked = fork_save(state, out / "forked.pt")
     log(f"    profile: fork save blocked {forked[FORK_BLOCKED]:.3f} s, next update +{forked[FORK_COW]:.2f} s")
     log(f"    profile: snapshot {fresh:.2f} s fresh / {reused:.2f} s reused buffers; sha256 {rate:.2f} GB/s; "
-        f"serialise without fsync to a path {costs[TO_PATH]:.2f} s, to a file object {costs[TO_FILE]:.2f} s")
+        f"serialise without fsync to a path {costs[TO_PATH]:.2f} s, to a file object {costs[TO_FILE]:.2f} s; "
+        f"read back + sha256 {costs[READBACK]:.2f} s")
     return {SNAP_FRESH: fresh, SNAP_REUSED: reused, SHA_RATE: rate, **costs, **forked}
