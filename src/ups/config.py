@@ -274,6 +274,12 @@ class ResolvedStage(BaseModel):
 
 def load_config(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> Config:
     """Read a YAML config, apply `a.b.c=value` overrides, validate. Raises ConfigError."""
+    raw = apply_overrides(read_yaml(path), overrides)
+    return config_from_dict(raw, source=str(path))
+
+
+def read_yaml(path: str | Path) -> dict[str, Any]:
+    """The raw mapping of a YAML config file (not validated). Raises ConfigError."""
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"config file not found: {path}")
@@ -283,8 +289,7 @@ def load_config(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -
         raise ConfigError(f"{path}: not valid YAML: {_one_line(str(e))}") from e
     if not isinstance(raw, dict):
         raise ConfigError(f"{path}: top level must be a mapping of sections, got {type(raw).__name__}")
-    raw = apply_overrides(raw, overrides)
-    return config_from_dict(raw, source=str(path))
+    return raw
 
 
 def config_from_dict(raw: dict[str, Any], source: str = "config") -> Config:

@@ -21,9 +21,7 @@ import io
 from pathlib import Path
 from typing import Any, Optional
 
-import yaml
-
-from ups.config import Config, apply_overrides, config_from_dict, config_hash
+from ups.config import Config, apply_overrides, config_from_dict, config_hash, read_yaml
 from ups.errors import CheckpointError, ConfigError, UpsError
 from ups.resume.layout import STAGE_CHECKPOINT, STATUS_FILE
 from ups.resume.metadata import read_metadata, update_metadata
@@ -43,19 +41,6 @@ class StepFailed(UpsError):
 
 def step(index: int) -> None:
     print(f"\n{RULE}\nSTEP {index}/{len(STEPS)}: {STEPS[index - 1]}\n{RULE}", flush=True)
-
-
-def read_yaml(path: str | Path) -> dict[str, Any]:
-    path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"config file not found: {path}")
-    try:
-        raw = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as e:
-        raise ConfigError(f"{path}: not valid YAML ({' '.join(str(e).split())})") from e
-    if not isinstance(raw, dict):
-        raise ConfigError(f"{path}: top level must be a mapping of sections")
-    return raw
 
 
 def merge(base: dict[str, Any], overlay: dict[str, Any]) -> dict[str, Any]:
