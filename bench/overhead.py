@@ -69,16 +69,17 @@ def overhead_miss(b: Bench, on: list[float], off: list[float], cpu_ratio: float,
     pairs = sorted(a / o for a, o in zip(on, off))
     spread = f"the paired wall-time ratios spread from {pairs[0]:.3f} to {pairs[-1]:.3f}"
     per_save = b.diagnostics.get(SAVE_WALL, float("nan"))
-    expected = (f"Saving the operator's state costs {per_save:.1f} ms of wall time per save (Diagnostics), "
-                f"{saves} saves ≈ {saves * per_save / 1000 / median(off):.2%} of the stage, and the processes' CPU "
-                f"time changes by {cpu_ratio - 1:+.1%}.")
+    implied = 1000 * (median(on) - median(off)) / saves
+    costs = (f"The medians imply {implied:.0f} ms of training time per save, while writing the operator's state "
+             f"takes {per_save:.1f} ms (Diagnostics; {saves} such saves would be "
+             f"{saves * per_save / 1000 / median(off):.2%} of the stage); the processes' CPU time grows by "
+             f"{cpu_ratio - 1:+.1%}. The likely difference: the writer thread's Python work (pickling, the status "
+             "update) takes the GIL from the training thread, which runs many small ops.")
+    fix = ("Next step (saver.py): serialise into memory on the training thread (a few ms) and leave only GIL-free "
+           "work (hash, write, fsync) to the writer thread; or save less often: the cost is per save.")
     if pairs[0] <= 1.01:
-        return (f"{spread}, so run-to-run noise on this shared machine is larger than the 1% being tested. "
-                f"{expected} Next step: rerun `python -m bench --only overhead` on an idle machine, or with more "
-                "pairs.")
-    return (f"{spread}, every pair above 1.01. {expected} The background writer's Python work (pickling, status "
-            "update) competes with the training thread for the GIL. Next step (saver.py): serialise into memory on "
-            "the training thread and leave only GIL-free work (hash, write, fsync) to the writer thread.")
+        return f"{spread}: noise on this shared machine is as large as the 1% tested. {costs} {fix}"
+    return f"{spread}, every pair above 1.01. {costs} {fix}"
 
 
 SAVE_CPU = "one save of the operator's training state: CPU ms (save_torch, median of 10)"

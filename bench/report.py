@@ -62,10 +62,10 @@ def markdown(rows: list[Row], meta: dict[str, Any], diagnostics: dict[str, Any])
     for i, r in enumerate(rows, 1):
         target = f"{SYMBOL[r.op]} {r.target:g}" if r.op and r.target is not None else "(comparison)"
         lines.append(f"| {i} | {r.metric} | {fmt(r.measured, r.unit)} | {fmt(r.reference, r.unit)} | "
-                     f"{fmt(r.ratio)} | {target} | {verdict[r.met]} | `python -m bench --only {r.key}` |")
+                     f"{r.ratio:.3f} | {target} | {verdict[r.met]} | `python -m bench --only {r.key}` |")
     missed = [r for r in rows if r.met is False]
     lines += ["", "## Targets not met", ""]
-    lines += [f"- **{r.metric}**: {fmt(r.ratio)}, target {SYMBOL[r.op]} {r.target:g}. "
+    lines += [f"- **{r.metric}**: {r.ratio:.3f}, target {SYMBOL[r.op]} {r.target:g}. "
               f"{_sentence(r.miss) or 'No diagnosis recorded.'}" for r in missed] or ["None."]
     lines += ["", "## What each row measured", ""]
     for i, r in enumerate(rows, 1):

@@ -20,6 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from ups.errors import ConfigError
 
 SPLITS = ("train", "val", "test")
+DEFAULT_CHECKPOINT_DIR = "checkpoints"  # relative to the working directory
 Split = Literal["train", "val", "test"]
 PosInt = Field(gt=0)
 
@@ -160,7 +161,7 @@ class TrainingConfig(_Section):
     grad_clip: float = Field(1.0, gt=0)
     # Fallback for a stage whose `epochs` is not set; unset here means such a stage is off.
     epochs: Optional[int] = Field(None, ge=0)
-    checkpoint_dir: str = "checkpoints"
+    checkpoint_dir: str = DEFAULT_CHECKPOINT_DIR
     seed: int = 0
     device: str = "auto"
     precision: Literal["fp32", "bf16"] = "fp32"

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -36,6 +37,10 @@ def vast():
 
 @pytest.fixture
 def cli(vast, tmp_path):
+    """The launcher, run from a directory holding a copy of the config it is given (as a checkout does)."""
+    (tmp_path / "configs").mkdir()
+    shutil.copy(SCRIPT.parents[1] / RUN[1], tmp_path / RUN[1])
+
     def run(*args: str, **env: str) -> subprocess.CompletedProcess:
         base = {"PATH": os.environ["PATH"], "HOME": str(tmp_path), "VAST_URL": vast.url,
                 "VAST_API_KEY": "test-key", "WANDB_API_KEY": SECRET}
@@ -98,6 +103,17 @@ def test_dry_run_prints_the_script_and_redacted_request_and_sends_nothing(cli, v
     assert '"WANDB_API_KEY": "<redacted>"' in result.stdout and '"price": 0.3' in result.stdout
     assert '"type": "bid"' in result.stdout
     assert SECRET not in (tmp_path / ".vast" / "onstart.sh").read_text()
+
+
+def test_launch_reads_the_checkpoint_directory_from_the_local_config(cli, vast, tmp_path):
+    (tmp_path / "configs" / "exp.yaml").write_text("training:\n  checkpoint_dir: runs/exp1\n")
+    result = cli("launch", "--config", "configs/exp.yaml", "--repo-url", "https://example.org/ups.git", "--dry-run")
+    assert result.returncode == 0, result.stderr
+    assert "CKPT_DIR=/workspace/universal_simulator/runs/exp1" in result.stdout.splitlines()
+    (tmp_path / RUN[1]).unlink()
+    absent = cli("launch", *RUN, "--dry-run")  # not on this machine: the default, said so
+    assert "CKPT_DIR=/workspace/universal_simulator/checkpoints" in absent.stdout.splitlines()
+    assert "is not on this machine" in absent.stderr
 
 
 @pytest.mark.parametrize("args, code, text", [

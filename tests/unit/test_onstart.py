@@ -152,3 +152,19 @@ def test_values_over_their_length_cap_are_rejected(field, value):
 def test_an_oversized_script_is_refused_not_truncated():
     with pytest.raises(LaunchError, match="Vast accepts"):
         onstart_field("#!/bin/bash\n" + "".join(f"echo {i} {i * 7919 % 104729}\n" for i in range(2000)))
+
+
+@pytest.mark.parametrize("value, expected", [
+    ("checkpoints/quickstart", "CKPT_DIR=/workspace/universal_simulator/checkpoints/quickstart"),
+    ("/data/ckpt", "CKPT_DIR=/data/ckpt"),
+])
+def test_the_checkpoint_directory_may_be_nested_or_absolute(value, expected):
+    text = script(checkpoint_dir=value)
+    assert expected in text.splitlines()
+    assert f"rm -rf {expected.split('=', 1)[1]}" in text  # the first boot clears that directory
+
+
+@pytest.mark.parametrize("value", ["a/../b", "a//b", "checkpoints/", "", "-x", "a/b c", "/" + "c" * 128])
+def test_malformed_checkpoint_directories_are_rejected(value):
+    with pytest.raises(LaunchError, match="checkpoint directory"):
+        script(checkpoint_dir=value)

@@ -55,7 +55,9 @@ def _machine_options() -> argparse.ArgumentParser:
 def _run_options() -> argparse.ArgumentParser:
     p = _Parser(add_help=False)
     g = p.add_argument_group("run")
-    g.add_argument("--config", required=True, help="training config, relative to the checkout")
+    g.add_argument("--config", required=True,
+                   help="training config, relative to the checkout; its training.checkpoint_dir is read "
+                        "from your copy of it when present (the instance clears or resumes that directory)")
     g.add_argument("--resume-from-wandb", metavar="RUN_ID",
                    help="resume from this W&B run (downloads its checkpoints, continues the run)")
     g.add_argument("--resume-mode", choices=RESUME_MODES, default="allow",

@@ -46,18 +46,38 @@ def offer_filter(args: argparse.Namespace) -> OfferFilter:
     )
 
 
+def config_checkpoint_dir(config_path: str) -> str | None:
+    """`training.checkpoint_dir` of the config, read from this machine's copy of it.
+
+    The onstart script must know where training keeps its state: the first boot clears
+    it, and a restart checks it before falling back to the remote. None: no local copy.
+    """
+    from ups.config import DEFAULT_CHECKPOINT_DIR, read_yaml  # pulls in pydantic: lazy
+
+    if not Path(config_path).is_file():
+        return None
+    training = read_yaml(config_path).get("training") or {}
+    return str(training.get("checkpoint_dir") or DEFAULT_CHECKPOINT_DIR).rstrip("/")
+
+
 def onstart_script(args: argparse.Namespace, resume_from_remote: bool) -> str:
     try:
         install = shlex.split(args.install_cmd) if args.install_cmd is not None else None
     except ValueError as e:
         raise LaunchError(f"--install-cmd {args.install_cmd!r}: {e}") from e
-    return generate_onstart_script(
+    checkpoint_dir = config_checkpoint_dir(args.config)
+    script = generate_onstart_script(
         args.config, git_method=args.git_method, auto_shutdown=args.auto_shutdown,
         branch=args.branch, resume_from_wandb=args.resume_from_wandb, resume_mode=args.resume_mode,
         workspace=args.workspace, repo_url=args.repo_url, shutdown_action=args.shutdown_action,
         remote_uri=args.checkpoint_remote, resume_from_remote=resume_from_remote,
         install_cmd=install, python_exe=args.python,
+        **({} if checkpoint_dir is None else {"checkpoint_dir": checkpoint_dir}),
     )
+    if checkpoint_dir is None:
+        print(f"note: {args.config} is not on this machine; the instance's checkpoints are assumed to be "
+              "in checkpoints/ (training.checkpoint_dir)", file=sys.stderr)
+    return script
 
 
 def save_script(script: str, path: str) -> None:

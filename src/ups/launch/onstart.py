@@ -32,7 +32,8 @@ from pathlib import Path
 from ups.errors import LaunchError
 from ups.launch.validate import (
     GIT_METHODS, RESUME_MODES, SHUTDOWN_ACTIONS, validate_branch, validate_choice,
-    validate_config_path, validate_dir_name, validate_install_cmd, validate_plain_text,
+    validate_checkpoint_dir, validate_config_path, validate_dir_name, validate_install_cmd,
+    validate_plain_text,
     validate_remote_uri, validate_repo_url, validate_run_id, validate_workspace,
 )
 from ups.resume.layout import STATUS_FILE
@@ -124,7 +125,7 @@ def _fetch_code(git_method: str, repo_url: str | None, branch: str) -> list[str]
 
 
 def _prepare_dirs(resuming: bool, project_dir: str, checkpoint_dir: str) -> list[str]:
-    ckpt = f"{project_dir}/{checkpoint_dir}"
+    ckpt = checkpoint_dir if checkpoint_dir.startswith("/") else f"{project_dir}/{checkpoint_dir}"
     if resuming:
         lines = [
             "echo 'RESUME MODE: checkpoints are never cleared; resuming from local state,"
@@ -175,23 +176,24 @@ def _resume_sources(
     preferred over a W&B run id when both are given; the run id is persisted in the
     checkpoint metadata, so the same W&B run continues either way.
     """
+    from_remote = '  echo "No local state in $CKPT_DIR: resuming from the remote"'
     if remote_uri and resuming:
-        source = ['  TRAIN_ARGS+=(--resume-from "$REMOTE" --resume-mode "$RESUME_MODE")']
-    elif remote_uri:  # fresh run restarted after its local state vanished
+        source = [from_remote, '  TRAIN_ARGS+=(--resume-from "$REMOTE" --resume-mode "$RESUME_MODE")']
+    elif remote_uri:  # a fresh run starts fresh; restarted after its local state vanished, it resumes
         source = [
             '  if [ "$FIRST_BOOT" = 0 ]; then',
+            f"  {from_remote}",
             '    TRAIN_ARGS+=(--resume-from "$REMOTE" --resume-mode allow)',
             "  fi",
         ]
     elif run_id:
-        source = ['  TRAIN_ARGS+=(--resume-from-wandb "$RUN_ID" --resume-mode "$RESUME_MODE")']
+        source = [from_remote, '  TRAIN_ARGS+=(--resume-from-wandb "$RUN_ID" --resume-mode "$RESUME_MODE")']
     else:
         return []
     return [
         f'if [ -e "$CKPT_DIR/{STATUS_FILE}" ]; then',
         '  echo "Local state found in $CKPT_DIR: auto-resuming from it"',
         "else",
-        '  echo "No local state in $CKPT_DIR: resuming from the remote"',
         *source,
         "fi",
     ]
@@ -285,7 +287,7 @@ def generate_onstart_script(
     if resume_from_remote and remote is None:
         raise LaunchError("--resume-from-remote needs --checkpoint-remote URI")
     validate_dir_name(project_dir_name, "project directory")
-    validate_dir_name(checkpoint_dir, "checkpoint directory")
+    validate_checkpoint_dir(checkpoint_dir)
     ws = validate_workspace(workspace)
     python_exe = validate_plain_text(python_exe, "--python", 128)
     if git_method == "clone":

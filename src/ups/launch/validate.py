@@ -71,6 +71,19 @@ def validate_dir_name(name: str, what: str) -> str:
     return name
 
 
+def validate_checkpoint_dir(path: str) -> str:
+    """`training.checkpoint_dir`: relative to the checkout, or absolute; plain names, no '..'."""
+    parts = path.split("/") if isinstance(path, str) and len(path) <= 128 else [""]
+    if parts[0] == "" and len(parts) > 1:  # absolute
+        parts = parts[1:]
+    if not all(_DIR_NAME.fullmatch(part) for part in parts):
+        raise LaunchError(
+            f"checkpoint directory {path!r}: use a plain path of directory names (letters, digits, '._-'), "
+            "e.g. checkpoints or checkpoints/run1"
+        )
+    return path
+
+
 def validate_remote_uri(uri: str) -> str:
     """An fsspec URI (`file:///x`, `s3://bucket/prefix`); quoted, never parsed by the shell."""
     if not isinstance(uri, str) or not _URI.fullmatch(uri):

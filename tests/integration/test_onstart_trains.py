@@ -1,0 +1,153 @@
+"""The generated onstart script, executed for real with real training: an instance's life.
+
+A sandbox directory stands in for `/workspace`. The script clones this project from a
+local git repository, installs it (a real `pip install` of the clone, into a directory
+of the sandbox that goes first on PYTHONPATH, so the test's own environment is left
+alone), generates the data and trains the tiny pipeline, syncing to a `file://` store:
+
+1. the first boot is killed mid-stage, the whole container at once (a host failure);
+2. Vast reruns the same script when the container starts again: it resumes from the
+   local state and finishes;
+3. a brand-new instance given only the remote (resume mode) finishes too.
+
+Both end with weights bit-identical to a run that was never interrupted.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+from tests.helpers import QUICKSTART, REPO, TINY, assert_bit_identical, merge
+from tests.integration.test_fresh_machine_resume import remote_state
+
+from ups.launch.onstart import generate_onstart_script
+
+pytestmark = pytest.mark.timeout(600)
+
+CONFIG = "configs/onstart_e2e.yaml"
+
+
+def git(*args: str, cwd: Path) -> str:
+    out = subprocess.run(["git", "-c", "user.name=t", "-c", "user.email=t@t", "-c", "init.defaultBranch=main",
+                          *args], cwd=cwd, check=True, capture_output=True, text=True)
+    return out.stdout
+
+
+@pytest.fixture(scope="module")
+def origin(tmp_path_factory) -> Path:
+    """A git repository holding this working tree, plus the tiny config the instance trains."""
+    repo = tmp_path_factory.mktemp("origin")
+    files = git("ls-files", "-co", "--exclude-standard", "-z", cwd=REPO).split("\0")
+    for name in filter(None, files):
+        if (REPO / name).is_file():
+            (repo / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(REPO / name, repo / name)
+    cfg = merge(yaml.safe_load(QUICKSTART.read_text()), TINY)
+    cfg = merge(cfg, {  # paths relative to the checkout, as on an instance
+        "data": {"root": "data/e2e"},
+        "training": {"checkpoint_dir": "checkpoints"},
+        "checkpoint": {"upload_every_seconds": 0},  # every saved state reaches the remote
+        "eval": {"output_prefix": "reports/e2e"},
+    })
+    (repo / CONFIG).write_text(yaml.safe_dump(cfg, sort_keys=False))
+    git("init", "-q", cwd=repo)
+    git("add", "-A", cwd=repo)
+    git("commit", "-q", "-m", "project", cwd=repo)
+    return repo
+
+
+class Instance:
+    """One rented machine: its own /workspace, its own installed copy of the project."""
+
+    def __init__(self, root: Path, origin: Path, remote: Path, resume_from_remote: bool = False) -> None:
+        root.mkdir(parents=True)
+        self.root, self.site = root, root / "site-packages"
+        self.workspace = root / "workspace"
+        self.checkpoints = self.workspace / "universal_simulator" / "checkpoints"
+        self.script = root / "onstart.sh"
+        self.script.write_text(generate_onstart_script(
+            CONFIG, repo_url=str(origin), workspace=str(self.workspace), remote_uri=remote.as_uri(),
+            resume_from_remote=resume_from_remote, python_exe=sys.executable,
+            install_cmd=[sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--no-index",
+                         "--no-build-isolation", "--target", str(self.site), "."],
+        ))
+        self.env = {
+            "PATH": os.environ["PATH"], "HOME": str(root), "PYTHONPATH": str(self.site),
+            "WANDB_MODE": "disabled", "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1",
+        }
+
+    def boot(self) -> subprocess.Popen:
+        """Start the container: Vast runs the onstart script (in a session of its own here)."""
+        log = (self.root / "boot.log").open("a")
+        return subprocess.Popen(["bash", str(self.script)], env=self.env, stdout=log, stderr=subprocess.STDOUT,
+                                start_new_session=True)
+
+    def boot_to_the_end(self) -> str:
+        start = (self.root / "boot.log").stat().st_size if (self.root / "boot.log").exists() else 0
+        proc = self.boot()
+        try:
+            rc = proc.wait(timeout=400)
+        finally:
+            kill_container(proc)
+        out = (self.root / "boot.log").read_text()[start:]
+        assert rc == 0, out[-4000:]
+        return out
+
+    def installed_package(self) -> str:
+        check = [sys.executable, "-c", "import ups; print(ups.__file__)"]
+        return subprocess.run(check, env=self.env, capture_output=True, text=True, check=True).stdout.strip()
+
+
+def kill_container(proc: subprocess.Popen) -> None:
+    """Everything the script started dies at once, as when a host fails or the container is killed."""
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+    proc.wait(timeout=30)
+
+
+def wait_for_remote_progress(proc: subprocess.Popen, remote: Path, timeout: float = 300) -> None:
+    end = time.monotonic() + timeout
+    while remote_state(remote, "operator") is None:
+        assert proc.poll() is None, f"the first boot ended (rc {proc.returncode}) before any state reached the remote"
+        assert time.monotonic() < end, "no operator state reached the remote in time"
+        time.sleep(0.02)
+
+
+def test_an_instance_killed_mid_stage_resumes_on_restart_and_a_new_instance_resumes_from_the_remote(
+    tmp_path, origin, reference_run,
+):
+    remote = tmp_path / "remote"
+    first = Instance(tmp_path / "instance-a", origin, remote)
+    proc = first.boot()
+    wait_for_remote_progress(proc, remote)
+    kill_container(proc)  # mid-operator: the host died
+    assert remote_state(remote, "operator") is not None
+    assert not (first.workspace / ".ups_onstart" / "run_complete").exists()
+    boot_log = (first.root / "boot.log").read_text()
+    assert "FRESH START" in boot_log and "No local state" not in boot_log
+    assert first.installed_package().startswith(str(first.site))  # the clone, installed; not this checkout
+    remote_at_the_kill = tmp_path / "remote-at-kill"
+    shutil.copytree(remote, remote_at_the_kill)
+
+    restarted = first.boot_to_the_end()  # Vast reruns onstart when the container starts again
+    assert "RESTART" in restarted and "FRESH START" not in restarted
+    assert "Local state found" in restarted and "continuing from step" in restarted
+    assert "UPS_RUN_COMPLETE" in restarted
+    assert_bit_identical(first.checkpoints, reference_run)
+
+    fresh = Instance(tmp_path / "instance-b", origin, remote_at_the_kill, resume_from_remote=True)
+    resumed = fresh.boot_to_the_end()
+    assert "RESUME MODE" in resumed and "No local state" in resumed
+    assert "continuing from step" in resumed and "UPS_RUN_COMPLETE" in resumed
+    assert_bit_identical(fresh.checkpoints, reference_run)
