@@ -131,7 +131,7 @@ def measure(b: Bench) -> list[Row]:
 
 def step_row(b: Bench, runs: dict[str, list], ref: dict, step: dict) -> Row:
     every, mtbf = settings(b)
-    restart = b.cache.get("first_step_s"), "launch to the first resumed step, row 4"
+    restart = b.cache.get("first_step_s"), "launch to the first resumed step, as in the mid-stage resume latency row"
     if restart[0] is None:
         restart = ref["startup"], "launch to the first stage's start, failure-free run"
     notes = (f"The quickstart with {SCALE}x the epochs. {len(runs['step'])} round(s); in each, SIGKILLs at "
@@ -176,5 +176,5 @@ def goodput_miss(restart: tuple[float, str], every: float, mtbf: float) -> str:
             f"that is {(seconds + every / 2) / mtbf:.0%} of the time, whatever the checkpointing does. Even with a "
             f"free restart no resume scheme can exceed 1 − T/(2·MTBF) = {1 - every / (2 * mtbf):.3f} at MTBF = "
             f"{mtbf / every:g} intervals, so ≥ 0.9 needs MTBF ≥ 10·(restart + T/2). Next steps: cut start-up "
-            "(row 4), and save more often when failures are frequent (T ≈ √(2·MTBF·save cost) is the optimum; "
-            "saves are cheap, row 1).")
+            "(the mid-stage resume latency row), and save more often when failures are frequent "
+            "(T ≈ √(2·MTBF·save cost) is the optimum; saves are cheap, row 1).")

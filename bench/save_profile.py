@@ -4,9 +4,11 @@ Measures the pieces a save is made of, on the same state and independently of
 how `ups.resume` currently assembles them: a snapshot into fresh tensors
 against a copy into buffers that already exist (what a save can block on);
 serialisation without fsync (the disk flush varies by a second from one write
-to the next on a shared disk, the CPU part does not) to a path and to a file
-object; the sha256 rate; and a snapshot-free alternative for the blocking row:
-fork, and let the child write the parent's memory copy-on-write. Its price is
+to the next on a shared disk, the CPU part does not) to a path, to a file
+object, and through a prototype writer that hashes each chunk in a second
+thread while it is written (the alternative to hashing the file back while the
+fsync runs, which `save_torch` does); the sha256 rate and the read-back; and a
+snapshot-free alternative for the blocking row: fork, and let the child write the parent's memory copy-on-write. Its price is
 not blocking but the page copies the parent's next update of every tensor then
 pays, measured here as well.
 """
@@ -16,6 +18,7 @@ from __future__ import annotations
 import hashlib
 import os
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Callable, Optional
 
@@ -26,6 +29,7 @@ SNAP_REUSED = "snapshot, copy into reused buffers (s)"
 SHA_RATE = "sha256 throughput (GB/s)"
 TO_PATH = "serialise, no fsync: torch.save to a path (s)"
 TO_FILE = "serialise, no fsync: torch.save to a file object (s)"
+TO_HASHING = "serialise, no fsync: torch.save through a writer that hashes each chunk in a second thread (s)"
 READBACK = "read the written file back from the page cache and sha256 it, 1 MiB chunks (s)"
 FORK_BLOCKED = "fork save: blocked (s)"
 FORK_COW = "fork save: extra time of the next full update (copy-on-write, s)"
@@ -73,12 +77,32 @@ def serialise(state: dict, path: Path, wrap: Optional[Callable] = None) -> float
 
 def serialisation_costs(state: dict, path: Path) -> dict[str, float]:
     """Each variant twice, the faster kept: on a shared machine noise only ever adds time."""
-    variants = {TO_PATH: None, TO_FILE: lambda f: f}
-    costs = {name: min(serialise(state, path, wrap) for _ in range(2)) for name, wrap in variants.items()}
+    with ThreadPoolExecutor(1) as pool:
+        variants = {TO_PATH: None, TO_FILE: lambda f: f, TO_HASHING: lambda f: HashingWriter(f, pool)}
+        costs = {name: min(serialise(state, path, wrap) for _ in range(2)) for name, wrap in variants.items()}
     torch.save(state, str(path))
     costs[READBACK] = min(read_back_digest(path) for _ in range(2))
     path.unlink()
     return costs
+
+
+class HashingWriter:
+    """Prototype: hash each large chunk in `pool`'s thread while this thread writes it."""
+
+    def __init__(self, f: Any, pool: ThreadPoolExecutor) -> None:
+        self._f, self._pool, self._hash = f, pool, hashlib.sha256()
+
+    def write(self, data: Any) -> int:
+        if memoryview(data).nbytes >= 1 << 20:
+            hashed = self._pool.submit(self._hash.update, data)
+            n = self._f.write(data)
+            hashed.result()  # the chunk is valid only during this call
+            return n
+        self._hash.update(data)
+        return self._f.write(data)
+
+    def flush(self) -> None:
+        self._f.flush()
 
 
 def read_back_digest(path: Path) -> float:
@@ -151,6 +175,6 @@ def profile_save_path(state: dict, out: Path, log: Callable[[str], None]) -> dic
     forked = fork_save(state, out / "forked.pt")
     log(f"    profile: fork save blocked {forked[FORK_BLOCKED]:.3f} s, next update +{forked[FORK_COW]:.2f} s")
     log(f"    profile: snapshot {fresh:.2f} s fresh / {reused:.2f} s reused buffers; sha256 {rate:.2f} GB/s; "
-        f"serialise without fsync to a path {costs[TO_PATH]:.2f} s, to a file object {costs[TO_FILE]:.2f} s; "
-        f"read back + sha256 {costs[READBACK]:.2f} s")
+        f"serialise without fsync to a path {costs[TO_PATH]:.2f} s, to a file object {costs[TO_FILE]:.2f} s, "
+        f"hashing each chunk as it is written {costs[TO_HASHING]:.2f} s; read back + sha256 {costs[READBACK]:.2f} s")
     return {SNAP_FRESH: fresh, SNAP_REUSED: reused, SHA_RATE: rate, **costs, **forked}
