@@ -36,7 +36,7 @@ def test_every_subcommand_has_help_with_an_example(name, capsys):
         code = e.code
     assert code == 0
     out = capsys.readouterr().out
-    assert "usage:" in out and "example" in out.lower()
+    assert out.startswith(f"usage: ups {name} ") and "example" in out.lower()
 
 
 def test_an_unknown_subcommand_is_one_line_and_exit_2(capsys):

@@ -79,3 +79,11 @@ def test_dotted_overrides_parse_yaml_values():
 def test_a_malformed_override_is_refused():
     with pytest.raises(ConfigError, match="section.key=value"):
         apply_overrides({}, ["stages.operator.epochs"])
+
+
+def test_the_upload_wait_after_a_signal_is_a_setting_that_cannot_be_negative():
+    quickstart = REPO / "configs" / "quickstart.yaml"
+    assert load_config(quickstart).checkpoint.flush_on_signal_seconds == 25.0
+    assert load_config(quickstart, ["checkpoint.flush_on_signal_seconds=8"]).checkpoint.flush_on_signal_seconds == 8
+    with pytest.raises(ConfigError, match="checkpoint.flush_on_signal_seconds"):
+        load_config(quickstart, ["checkpoint.flush_on_signal_seconds=-1"])

@@ -21,9 +21,9 @@ exit codes: 0 done, 2 bad config/data/checkpoint, 3 checkpoint_dir locked by ano
             143/130 stopped by SIGTERM/SIGINT after saving (rerun with --auto-resume)."""
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(prog: str = "train.py") -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
-        prog="train.py",
+        prog=prog,
         description="Train the four-stage latent PDE surrogate. Progress is saved every "
         "checkpoint.every_steps / every_seconds; --auto-resume continues any interrupted run.",
         epilog=EXAMPLES,
@@ -51,8 +51,8 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def main(argv: Optional[Sequence[str]] = None) -> int:
-    args = build_parser().parse_args(argv)
+def main(argv: Optional[Sequence[str]] = None, prog: str = "train.py") -> int:
+    args = build_parser(prog).parse_args(argv)
     from ups.training.session import train_from_args  # imports torch: after --help
 
     cfg = load_config(args.config, args.overrides)

@@ -30,8 +30,9 @@ BACKOFF_SECONDS = (2.0, 5.0, 15.0, 30.0, 60.0)
 CHANGED_RETRY_SECONDS = 0.2  # a file was replaced mid-upload: the next snapshot is a moment away
 MAX_CHANGED_IN_ROW = 10  # beyond that the status names a file that is gone for good: back off
 # Bounded waits for the last upload on exit: after a normal end the outputs are the
-# point of the run; after SIGTERM a preempted machine has a short grace period.
-FLUSH_SECONDS = {"completed": 600.0, "failed": 120.0, "interrupted": 25.0}
+# point of the run. After SIGTERM a preempted machine has a short grace period:
+# `checkpoint.flush_on_signal_seconds`.
+FLUSH_SECONDS = {"completed": 600.0, "failed": 120.0}
 
 
 def take_snapshot(checkpoint_dir: Path) -> Optional[Snapshot]:

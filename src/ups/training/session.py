@@ -72,7 +72,8 @@ class Session:
             ending, code = "interrupted", e.exit_code
             raise
         finally:
-            outcome = sync.close(FLUSH_SECONDS[ending]) if sync else None
+            bound = self.cfg.checkpoint.flush_on_signal_seconds if ending == "interrupted" else FLUSH_SECONDS[ending]
+            outcome = sync.close(bound) if sync else None
             finish_wandb(run, code)
         if outcome is not None and not outcome.ok:
             raise RemoteError(f"training finished, but the remote copy at {sync.store.description} is not up to "
