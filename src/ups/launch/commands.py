@@ -46,16 +46,17 @@ def offer_filter(args: argparse.Namespace) -> OfferFilter:
     )
 
 
-def config_checkpoint_dir(config_path: str) -> str | None:
+def config_checkpoint_dir(config_path: str) -> str:
     """`training.checkpoint_dir` of the config, read from this machine's copy of it.
 
     The onstart script must know where training keeps its state: the first boot clears
-    it, and a restart checks it before falling back to the remote. None: no local copy.
+    it, and a restart checks it before falling back to the remote. Without a local copy:
+    the default, which `onstart_script` then mentions.
     """
     from ups.config import DEFAULT_CHECKPOINT_DIR, read_yaml  # pulls in pydantic: lazy
 
     if not Path(config_path).is_file():
-        return None
+        return DEFAULT_CHECKPOINT_DIR
     training = read_yaml(config_path).get("training") or {}
     return str(training.get("checkpoint_dir") or DEFAULT_CHECKPOINT_DIR).rstrip("/")
 
@@ -71,12 +72,11 @@ def onstart_script(args: argparse.Namespace, resume_from_remote: bool) -> str:
         branch=args.branch, resume_from_wandb=args.resume_from_wandb, resume_mode=args.resume_mode,
         workspace=args.workspace, repo_url=args.repo_url, shutdown_action=args.shutdown_action,
         remote_uri=args.checkpoint_remote, resume_from_remote=resume_from_remote,
-        install_cmd=install, python_exe=args.python,
-        **({} if checkpoint_dir is None else {"checkpoint_dir": checkpoint_dir}),
+        install_cmd=install, python_exe=args.python, checkpoint_dir=checkpoint_dir,
     )
-    if checkpoint_dir is None:
+    if not Path(args.config).is_file():  # said once the script is valid, so an error stays one line
         print(f"note: {args.config} is not on this machine; the instance's checkpoints are assumed to be "
-              "in checkpoints/ (training.checkpoint_dir)", file=sys.stderr)
+              f"in {checkpoint_dir}/ (training.checkpoint_dir)", file=sys.stderr)
     return script
 
 

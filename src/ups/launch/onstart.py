@@ -31,10 +31,9 @@ from pathlib import Path
 
 from ups.errors import LaunchError
 from ups.launch.validate import (
-    GIT_METHODS, RESUME_MODES, SHUTDOWN_ACTIONS, validate_branch, validate_choice,
-    validate_checkpoint_dir, validate_config_path, validate_dir_name, validate_install_cmd,
-    validate_plain_text,
-    validate_remote_uri, validate_repo_url, validate_run_id, validate_workspace,
+    GIT_METHODS, RESUME_MODES, SHUTDOWN_ACTIONS, validate_branch, validate_checkpoint_dir, validate_choice,
+    validate_config_path, validate_dir_name, validate_install_cmd, validate_plain_text, validate_remote_uri,
+    validate_repo_url, validate_run_id, validate_workspace,
 )
 from ups.resume.layout import STATUS_FILE
 

@@ -73,10 +73,8 @@ def validate_dir_name(name: str, what: str) -> str:
 
 def validate_checkpoint_dir(path: str) -> str:
     """`training.checkpoint_dir`: relative to the checkout, or absolute; plain names, no '..'."""
-    parts = path.split("/") if isinstance(path, str) and len(path) <= 128 else [""]
-    if parts[0] == "" and len(parts) > 1:  # absolute
-        parts = parts[1:]
-    if not all(_DIR_NAME.fullmatch(part) for part in parts):
+    names = path.removeprefix("/").split("/") if isinstance(path, str) and len(path) <= 128 else [""]
+    if not all(_DIR_NAME.fullmatch(name) for name in names):
         raise LaunchError(
             f"checkpoint directory {path!r}: use a plain path of directory names (letters, digits, '._-'), "
             "e.g. checkpoints or checkpoints/run1"
