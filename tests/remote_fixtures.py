@@ -1,10 +1,15 @@
 """Checkpoint directories built by hand through the real StageTracker: fast inputs for the
-remote-store, sync and download tests (no training needed)."""
+remote-store, sync and download tests (no training needed); and what a test reads of a
+`file://` remote while a real training process writes to it."""
 
 from __future__ import annotations
 
 import hashlib
+import json
+import subprocess
+import time
 from pathlib import Path
+from typing import Callable, Optional
 
 from ups.resume.atomic import atomic_write_bytes, file_digest
 from ups.resume.layout import STATE_DIR, state_file_name
@@ -45,3 +50,21 @@ def operator_done_diffusion_running(ckpt: Path, step: int = 8) -> str:
     """operator completed (2 outputs), diff_residual in progress with one saved state."""
     complete_stage(ckpt, "operator", ("operator.pt", "operator_ema.pt"))
     return save_state(ckpt, "diff_residual", step, start=True)
+
+
+def remote_status(remote: Path) -> Optional[dict]:
+    path = remote / "stage_status.json"
+    return json.loads(path.read_text()) if path.exists() else None  # written atomically: never torn
+
+
+def remote_state(remote: Path, stage: str) -> Optional[dict]:
+    status = remote_status(remote) or {}
+    return ((status.get("details") or {}).get(stage) or {}).get("resume_state")
+
+
+def wait_until(proc: subprocess.Popen, condition: Callable[[], bool], timeout: float = 120) -> None:
+    end = time.monotonic() + timeout
+    while not condition():
+        assert proc.poll() is None, f"training ended (rc {proc.returncode}) before the condition held"
+        assert time.monotonic() < end, "timed out waiting"
+        time.sleep(0.01)

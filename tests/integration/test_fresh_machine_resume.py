@@ -8,13 +8,12 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
-from typing import Callable, Optional
 
 import pytest
 
 from tests.helpers import REPO, assert_bit_identical, checkpoint_dir, train, write_config
+from tests.remote_fixtures import remote_state, remote_status, wait_until
 
 
 def remote_config(root: Path, remote: Path, data_root: Path) -> Path:
@@ -29,24 +28,6 @@ def launch(config: Path, log: Path, env: dict[str, str]) -> subprocess.Popen:
     return subprocess.Popen([sys.executable, str(REPO / "scripts" / "train.py"), "--config", str(config),
                              "--stage", "all"], cwd=REPO, env=full_env, stdout=log.open("w"),
                             stderr=subprocess.STDOUT)
-
-
-def remote_status(remote: Path) -> Optional[dict]:
-    path = remote / "stage_status.json"
-    return json.loads(path.read_text()) if path.exists() else None  # written atomically: never torn
-
-
-def remote_state(remote: Path, stage: str) -> Optional[dict]:
-    status = remote_status(remote) or {}
-    return ((status.get("details") or {}).get(stage) or {}).get("resume_state")
-
-
-def wait_until(proc: subprocess.Popen, condition: Callable[[], bool], timeout: float = 120) -> None:
-    end = time.monotonic() + timeout
-    while not condition():
-        assert proc.poll() is None, f"training ended (rc {proc.returncode}) before the condition held"
-        assert time.monotonic() < end, "timed out waiting"
-        time.sleep(0.01)
 
 
 def sigkill(proc: subprocess.Popen) -> None:

@@ -20,14 +20,13 @@ import shutil
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 import yaml
 
 from tests.helpers import QUICKSTART, REPO, TINY, assert_bit_identical, merge
-from tests.integration.test_fresh_machine_resume import remote_state
+from tests.remote_fixtures import remote_state, wait_until
 
 from ups.launch.onstart import generate_onstart_script
 
@@ -116,21 +115,13 @@ def kill_container(proc: subprocess.Popen) -> None:
     proc.wait(timeout=30)
 
 
-def wait_for_remote_progress(proc: subprocess.Popen, remote: Path, timeout: float = 300) -> None:
-    end = time.monotonic() + timeout
-    while remote_state(remote, "operator") is None:
-        assert proc.poll() is None, f"the first boot ended (rc {proc.returncode}) before any state reached the remote"
-        assert time.monotonic() < end, "no operator state reached the remote in time"
-        time.sleep(0.02)
-
-
 def test_an_instance_killed_mid_stage_resumes_on_restart_and_a_new_instance_resumes_from_the_remote(
     tmp_path, origin, reference_run,
 ):
     remote = tmp_path / "remote"
     first = Instance(tmp_path / "instance-a", origin, remote)
     proc = first.boot()
-    wait_for_remote_progress(proc, remote)
+    wait_until(proc, lambda: remote_state(remote, "operator") is not None, timeout=300)
     kill_container(proc)  # mid-operator: the host died
     assert remote_state(remote, "operator") is not None
     assert not (first.workspace / ".ups_onstart" / "run_complete").exists()
