@@ -205,6 +205,11 @@ class EvalConfig(_Section):
     max_samples: Optional[int] = Field(None, gt=0)
     plot_samples: int = Field(3, ge=0)
     output_prefix: str = "reports/eval"
+    # Sampled rollouts per sample for the diffusion residual and its student; 0 skips the
+    # evaluation of the sampling stages (a spread needs at least 2).
+    ensemble_size: int = Field(8, ge=0)
+    ensemble_max_samples: Optional[int] = Field(None, gt=0)  # default: every evaluated sample
+    seed: int = 0  # of every draw evaluation makes: the report is the same on every run
 
 
 class Config(_Section):

@@ -3,7 +3,10 @@
 - `metrics`: nRMSE as PDEBench defines it (pure, tested without models);
 - `evaluation`: one-step and rollout errors of the operator, the operator with the
   diffusion correction, and the persistence baseline, in physical space;
-- `svg`, `report`: the JSON / CSV / self-contained HTML report;
+- `probabilistic`, `ensemble`, `prior`, `goals`, `later_stages`: what the sampling
+  stages add (CRPS, spread/skill, spectra, MMD) and whether each meets its goal;
+- `history`: per-stage loss curves from `metrics.jsonl`;
+- `plots`, `figures`, `report`: matplotlib PNGs, and the JSON / CSV / HTML report beside them;
 - `dashboard`, `dashboard_text`: what `ups status` gathers and prints;
 - `orchestrate`: `run_fast_to_sota` — validate, data, train, small and full eval.
 """

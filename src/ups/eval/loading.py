@@ -17,11 +17,12 @@ from torch import Tensor, nn
 
 from ups.config import Config
 from ups.errors import CheckpointError
-from ups.models.build import build_diffusion, build_operator, build_student
+from ups.models.build import build_diffusion, build_operator, build_steady_prior, build_student
 from ups.models.diffusion import sample_mean
 from ups.models.latent import LatentCodec
 from ups.resume.atomic import file_digest
 from ups.resume.files import load_output
+from ups.resume.layout import STAGE_CHECKPOINT
 from ups.training.context import check_architecture
 
 # Stages whose file can serve as the correction model, and how to build each.
@@ -121,3 +122,39 @@ def latent_correction(model: nn.Module, scale: float, cfg: Config) -> Correction
         return sample_mean(model, z_pred, z_pred.shape, cfg.diffusion) / scale
 
     return correct
+
+
+# The stages that sample, and how to build each one's denoiser.
+SAMPLER_BUILDERS: dict[str, Callable[[Config], nn.Module]] = {
+    "diff_residual": build_diffusion,
+    "consistency_distill": build_student,
+    "steady_prior": build_steady_prior,
+}
+
+
+@dataclass
+class Sampler:
+    """A later stage's denoiser, frozen, with the scale its residuals were trained at (1 for the prior)."""
+
+    stage: str
+    model: nn.Module
+    scale: float
+    file: dict[str, Any]
+
+
+def later_stage_files(operator_path: Path) -> dict[str, Path]:
+    """The sampling stages' files that sit beside the operator file (one run's checkpoint_dir)."""
+    directory = Path(operator_path).parent
+    found = {stage: directory / STAGE_CHECKPOINT[stage] for stage in SAMPLER_BUILDERS}
+    return {stage: path for stage, path in found.items() if path.is_file()}
+
+
+def load_sampler(cfg: Config, path: Path, stage: str, codec: LatentCodec, device: torch.device) -> Sampler:
+    """A sampling stage's file, refused unless it is that stage's, fits the config and shares the codec."""
+    path = Path(path)
+    obj = _load(path, (stage,), cfg)
+    if obj["latent"] != codec.describe():
+        raise CheckpointError(f"{path.name} was trained on other latents than the operator "
+                              f"(codec {obj['latent']} vs {codec.describe()}); pass files from the same run")
+    scale = 1.0 if stage == "steady_prior" else _residual_scale(obj, path)
+    return Sampler(stage, _module(SAMPLER_BUILDERS[stage], obj, cfg, path, device), scale, describe_file(path, obj))

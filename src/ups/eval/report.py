@@ -1,62 +1,92 @@
-"""Write an evaluation as PREFIX.json (everything), PREFIX.csv (the curves), PREFIX.html (to look at).
+"""Write an evaluation as PREFIX.json (everything), PREFIX.csv (the curves), PREFIX.html and its PNGs.
 
-The HTML page is self-contained: its plots are inline SVG (`ups.eval.svg`), its
-style is inline, it loads nothing — it opens offline and can be mailed or
-attached to a W&B run as is. Files are written atomically, like checkpoints.
+The page is for looking at: a verdict per stage, then per stage its numbers,
+its pictures and its loss curves. The pictures are matplotlib PNGs written
+beside the HTML (`PREFIX_<figure>.png`, referenced by relative name, so the
+folder can be moved or attached as a whole); nothing is loaded from the
+network. The page is rendered from the report's JSON dict alone, so every
+number it shows is in PREFIX.json. Files are written atomically, like
+checkpoints: the PNGs first and the HTML last, so a page never points at a
+picture that is not there yet.
 """
 
 from __future__ import annotations
 
 import csv
-import html
 import io
 import json
 import math
 from pathlib import Path
-from typing import Any
+from typing import Any, Optional
 
-from ups.eval.evaluation import CORRECTED, OPERATOR, PERSISTENCE, EvalResult, summary
-from ups.eval.svg import Series, line_chart
+from ups.eval.evaluation import EvalResult, summary
+from ups.eval.figures import build_figures, field_panels, rollout_curves
+from ups.eval.later_stages import LaterStages, later_dict
+from ups.eval.report_html import render_html
 from ups.resume.atomic import atomic_write_bytes
 from ups.resume.tracker import utc_now
 
-REPORT_FORMAT = "ups.eval_report/1"
+REPORT_FORMAT = "ups.eval_report/2"
 METRIC_DEFINITION = ("nRMSE = ||pred - true||_2 / ||true||_2 over space, per sample and time (PDEBench), "
                      "averaged over samples; rollout nRMSE averages the per-step curve over the steps; "
                      "one-step nRMSE averages over every (sample, start time) pair")
-FIELD_METHODS = (OPERATOR, CORRECTED)  # persistence is a flat copy of u(0): not worth a line per panel
+ENSEMBLE_DEFINITION = ("CRPS per grid point of u with the ensemble as the forecast distribution, averaged over "
+                       "points, samples and rollout steps (one member: CRPS = MAE); spread/skill = "
+                       "sqrt((M+1)/M * mean ensemble variance) / RMSE of the ensemble mean (1 = calibrated)")
 
 
-def report_dict(result: EvalResult, files: dict[str, Any], context: dict[str, Any]) -> dict[str, Any]:
+def report_dict(result: EvalResult, files: dict[str, Any], context: dict[str, Any],
+                later: Optional[LaterStages] = None) -> dict[str, Any]:
+    later = later or LaterStages()
     return {
         "format": REPORT_FORMAT, "created_at": utc_now(), "metric_definition": METRIC_DEFINITION,
+        "ensemble_definition": ENSEMBLE_DEFINITION,
         **context, "checkpoints": files, "summary": summary(result),
         "split": result.split, "samples": result.n_samples, "rollout_steps": result.rollout_steps,
-        "time_stride": result.time_stride, "times": result.times,
+        "time_stride": result.time_stride, "times": result.times, "x": result.x,
         "methods": {m: {"one_step_nrmse": result.one_step[m], "rollout_nrmse": result.rollout(m),
                         "final_step_nrmse": result.curves[m][-1], "curve": result.curves[m]}
                     for m in result.methods},
+        "rollout_curves": rollout_curves(result, later),
+        "sample_fields": field_panels(result, later),
+        **later_dict(later),
     }
 
 
-def write_reports(prefix: str | Path, result: EvalResult, report: dict[str, Any]) -> dict[str, Path]:
-    """PREFIX.json, PREFIX.csv and PREFIX.html; returns their paths."""
+def figure_paths(prefix: Path, report: dict[str, Any]) -> dict[str, Path]:
+    return {f"png:{key}": prefix.with_name(fig["file"]) for key, fig in report.get("figures", {}).items()}
+
+
+def write_reports(prefix: str | Path, result: EvalResult, report: dict[str, Any],
+                  later: Optional[LaterStages] = None) -> dict[str, Path]:
+    """The PNGs, PREFIX.json, PREFIX.csv and PREFIX.html; returns their paths.
+
+    Adds `figures` (key -> file, title, where its numbers are) to `report` first,
+    so the JSON says which picture shows which of its numbers.
+    """
     prefix = Path(prefix)
+    figures = build_figures(result, later or LaterStages(), report["sample_fields"])
+    report["figures"] = {f.key: {"file": f.file_name(prefix), "title": f.title, "numbers": f.json_key}
+                         for f in figures}
     paths = {ext: prefix.with_name(prefix.name + f".{ext}") for ext in ("json", "csv", "html")}
-    atomic_write_bytes(paths["json"], (json.dumps(_jsonable(report), indent=2) + "\n").encode())
+    pngs = figure_paths(prefix, report)
+    prefix.parent.mkdir(parents=True, exist_ok=True)
+    for fig in figures:
+        atomic_write_bytes(pngs[f"png:{fig.key}"], fig.png)
+    atomic_write_bytes(paths["json"], (json.dumps(jsonable(report), indent=2) + "\n").encode())
     atomic_write_bytes(paths["csv"], curves_csv(result).encode())
-    atomic_write_bytes(paths["html"], render_html(result, report).encode())
-    return paths
+    atomic_write_bytes(paths["html"], render_html(jsonable(report)).encode())
+    return {**paths, **pngs}
 
 
-def _jsonable(obj: Any) -> Any:
-    """NaN / inf become null: strict JSON readers (browsers, jq) reject them."""
+def jsonable(obj: Any) -> Any:
+    """NaN / inf become null: strict JSON readers (browsers, jq) reject them. Tuples become lists."""
     if isinstance(obj, float) and not math.isfinite(obj):
         return None
     if isinstance(obj, dict):
-        return {k: _jsonable(v) for k, v in obj.items()}
+        return {str(k): jsonable(v) for k, v in obj.items()}
     if isinstance(obj, (list, tuple)):
-        return [_jsonable(v) for v in obj]
+        return [jsonable(v) for v in obj]
     return obj
 
 
@@ -68,67 +98,3 @@ def curves_csv(result: EvalResult) -> str:
     for k in range(result.rollout_steps):
         w.writerow([k + 1, f"{result.times[k]:.6g}", *[f"{result.curves[m][k]:.6g}" for m in result.methods]])
     return buf.getvalue()
-
-
-def error_chart(result: EvalResult) -> str:
-    steps = list(range(1, result.rollout_steps + 1))
-    series = [Series(m, steps, result.curves[m], dashed=(m == PERSISTENCE)) for m in result.methods]
-    return line_chart(series, "Rollout error vs step (log scale)", "rollout step", "nRMSE", log_y=True)
-
-
-def field_charts(result: EvalResult) -> list[str]:
-    charts = []
-    for s in result.samples:
-        for k in s.steps:
-            series = [Series("true", result.x, s.true[k], dashed=True)]
-            series += [Series(m, result.x, s.pred[m][k]) for m in FIELD_METHODS if m in s.pred]
-            t = result.times[k - 1]
-            charts.append(line_chart(series, f"sample {s.index}, step {k} (t = {t:.3g})", "x", "u",
-                                     width=380, height=260))
-    return charts
-
-
-def _summary_rows(result: EvalResult) -> str:
-    rows = []
-    for m in result.methods:
-        rows.append(f"<tr><td>{html.escape(m)}</td><td>{result.one_step[m]:.4g}</td>"
-                    f"<td>{result.rollout(m):.4g}</td><td>{result.curves[m][-1]:.4g}</td></tr>")
-    return "\n".join(rows)
-
-
-def _checkpoint_rows(report: dict[str, Any]) -> str:
-    rows = []
-    for role, f in report.get("checkpoints", {}).items():
-        rows.append(f"<tr><td>{html.escape(role)}</td><td><code>{html.escape(str(f.get('path')))}</code></td>"
-                    f"<td>{html.escape(str(f.get('stage')))}</td><td>{f.get('step')}</td>"
-                    f"<td><code>{html.escape(str(f.get('sha256', ''))[:16])}</code></td></tr>")
-    return "\n".join(rows)
-
-
-STYLE = """body{font-family:system-ui,sans-serif;margin:24px;color:#222}
-table{border-collapse:collapse;margin:8px 0 16px}td,th{border:1px solid #ccc;padding:4px 10px;text-align:left}
-.fields{display:flex;flex-wrap:wrap;gap:8px}.note{color:#555;font-size:13px;max-width:60em}"""
-
-
-def render_html(result: EvalResult, report: dict[str, Any]) -> str:
-    s = report["summary"]
-    verdict = ("beats" if s["metric:nrmse"] < s["metric:nrmse_persistence"] else "does NOT beat")
-    return f"""<!DOCTYPE html>
-<html lang="en"><head><meta charset="utf-8"><title>ups evaluation — {html.escape(result.split)}</title>
-<style>{STYLE}</style></head><body>
-<h1>Evaluation on the {html.escape(result.split)} split</h1>
-<p>{result.n_samples} samples, {result.rollout_steps} rollout steps (data.time_stride={result.time_stride}),
-created {html.escape(report['created_at'])}. The operator's rollout nRMSE is
-<b>{s['metric:nrmse']:.4g}</b>; persistence: {s['metric:nrmse_persistence']:.4g} — the operator {verdict} persistence.</p>
-<table><tr><th>method</th><th>one-step nRMSE</th><th>rollout nRMSE</th><th>final-step nRMSE</th></tr>
-{_summary_rows(result)}</table>
-<p class="note">{html.escape(METRIC_DEFINITION)}.</p>
-<h2>Error vs rollout step</h2>
-<div id="error-vs-step">{error_chart(result)}</div>
-<h2>Predicted vs true fields</h2>
-<div id="fields" class="fields">{''.join(field_charts(result)) or '<p>(eval.plot_samples is 0)</p>'}</div>
-<h2>Checkpoints</h2>
-<table><tr><th>role</th><th>file</th><th>stage</th><th>step</th><th>sha256</th></tr>
-{_checkpoint_rows(report)}</table>
-</body></html>
-"""

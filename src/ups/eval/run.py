@@ -14,8 +14,10 @@ from ups.config import Config, config_hash
 from ups.data.burgers import ensure_data
 from ups.data.pdebench import open_split
 from ups.eval.evaluation import CORRECTED, EvalResult, evaluate
-from ups.eval.loading import load_models
+from ups.eval.later_stages import LaterStages, evaluate_later_stages
+from ups.eval.loading import later_stage_files, load_models, load_sampler
 from ups.eval.report import report_dict, write_reports
+from ups.resume.layout import METRICS_FILE
 from ups.training.context import runtime_device
 
 DEFAULT_SPLIT = "test"
@@ -26,6 +28,7 @@ class Evaluation:
     result: EvalResult
     report: dict[str, Any]
     paths: dict[str, Path]
+    later: LaterStages
 
     @property
     def summary(self) -> dict[str, Any]:
@@ -40,24 +43,33 @@ def eval_split(cfg: Config) -> str:
 def evaluate_checkpoints(cfg: Config, operator: str | Path, diffusion: Optional[str | Path], *,
                          device: Optional[str] = None, output_prefix: Optional[str | Path] = None,
                          log: Callable[[str], Any] = print) -> Evaluation:
-    """Score the files on the config's evaluation split and write the three reports.
+    """Score the files on the config's evaluation split and write the reports.
 
     Checkpoints are loaded (and refused on any mismatch) before the data is
     touched: a wrong file fails in a second, not after generating a data set.
+    The sampling stages' files beside the operator file (its run's
+    checkpoint_dir) are measured too, and its `metrics.jsonl` gives the loss curves.
     """
     dev = runtime_device(cfg, device)
     models = load_models(cfg, Path(operator), Path(diffusion) if diffusion else None, dev)
+    samplers = {stage: load_sampler(cfg, path, stage, models.codec, dev)
+                for stage, path in later_stage_files(Path(operator)).items()}
+    models.files.update({stage: s.file for stage, s in samplers.items()})
+    if samplers:
+        log(f"Measuring the later stages too: {', '.join(samplers)} (files beside {Path(operator).name})")
     split = eval_split(cfg)
-    ensure_data(cfg.data, splits=(split,), log=log)
+    ensure_data(cfg.data, splits=(split, "train") if samplers else (split,), log=log)
     data = open_split(cfg.data, split)
     try:
         result = evaluate(cfg, models, data, dev)
+        later = evaluate_later_stages(cfg, models, samplers, data, lambda: open_split(cfg.data, "train"), dev,
+                                      Path(operator).parent / METRICS_FILE, result)
     finally:
         data.close()
     context = {"config_hash": config_hash(cfg), "device": str(dev), "data_file": str(data.path)}
-    report = report_dict(result, models.files, context)
-    paths = write_reports(output_prefix or cfg.eval.output_prefix, result, report)
-    return Evaluation(result, report, paths)
+    report = report_dict(result, models.files, context, later)
+    paths = write_reports(output_prefix or cfg.eval.output_prefix, result, report, later)
+    return Evaluation(result, report, paths, later)
 
 
 def key_numbers(ev: Evaluation) -> list[str]:
@@ -72,5 +84,30 @@ def key_numbers(ev: Evaluation) -> list[str]:
                  f"({ratio:.2f}x)")
     if CORRECTED in r.curves:
         lines.append(f"with diffusion correction: {s['metric:nrmse_corrected']:.4f}")
-    lines += [f"wrote {p}" for p in ev.paths.values()]
+    lines += later_lines(ev.later)
+    pngs = [p.name for k, p in ev.paths.items() if k.startswith("png:")]
+    lines += [f"wrote {p}" for k, p in ev.paths.items() if not k.startswith("png:")]
+    if pngs:
+        lines.append(f"wrote {len(pngs)} plots beside it: {', '.join(pngs)}")
+    return lines
+
+
+def later_lines(later: LaterStages) -> list[str]:
+    """The sampling stages' scores, and every goal with its verdict and numbers."""
+    lines = []
+    if later.ensemble is not None:
+        e = later.ensemble
+        lines.append(f"Ensembles: {e.n_samples} samples x {e.members} sampled rollouts "
+                     f"(CRPS of u; the operator's is its MAE):")
+        for name, m in e.methods.items():
+            o = m.overall
+            lines.append(f"  {name:<20} CRPS {o['crps']:.4g}  spread/skill {o['spread_skill']:.3f}  "
+                         f"mean's rollout nRMSE {o['nrmse_of_mean']:.4f}  "
+                         f"{m.denoiser_evals_per_draw:.3g} evals/draw  {m.seconds_per_draw * 1e6:.3g} us/draw")
+    if later.prior is not None:
+        lines.append(f"Steady prior vs {later.prior.n_states} held-out long-time states:")
+        for name, row in later.prior.rows.items():
+            lines.append(f"  {name:<20} spectrum distance {row['spectrum_distance']:.4g}  MMD {row['mmd']:.4g}")
+    for g in later.goals:
+        lines.append(f"  [{'met' if g.met else 'NOT met'}] {g.stage}: {g.text}")
     return lines
