@@ -1,4 +1,4 @@
-"""The evaluation report opens in a real (headless) browser, offline, and its plots render.
+"""The evaluation report opens in a real (headless) browser, offline, and its PNG plots render.
 
 Chromium comes from Debian's package: `tools/ensure_chromium.sh` installs it when
 missing (idempotent). The test skips — saying why — only if no browser can be
@@ -23,17 +23,19 @@ BROWSERS = ("chromium", "chromium-browser", "google-chrome")
 HEADLESS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
             "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-dev-shm-usage"]
 
-# Run inside the page after layout: every plot's size and every line's length, as the browser drew them.
+# Run inside the page once it has loaded: every image as the browser decoded and laid it out.
 PROBE = """<script>
-const svgs = [...document.querySelectorAll('svg')].map(s => {
-  const box = s.getBoundingClientRect();
-  const lines = [...s.querySelectorAll('polyline')].map(p => p.getTotalLength());
-  return {width: box.width, height: box.height, lines: lines};
+window.addEventListener('load', () => {
+  const imgs = [...document.querySelectorAll('img')].map(i => {
+    const box = i.getBoundingClientRect();
+    return {src: i.getAttribute('src'), complete: i.complete, natural: [i.naturalWidth, i.naturalHeight],
+            shown: [box.width, box.height]};
+  });
+  const out = document.createElement('pre');
+  out.id = 'render-probe';
+  out.textContent = JSON.stringify({imgs: imgs, tables: document.querySelectorAll('table').length});
+  document.body.appendChild(out);
 });
-const out = document.createElement('pre');
-out.id = 'render-probe';
-out.textContent = JSON.stringify({svgs: svgs, tables: document.querySelectorAll('table').length});
-document.body.appendChild(out);
 </script>"""
 
 
@@ -62,13 +64,14 @@ def render_in_browser(browser: str, page: Path, profile: Path) -> dict:
     return json.loads(match.group(1).replace("&quot;", '"').replace("&amp;", "&"))
 
 
-def test_the_html_report_renders_its_plots_in_a_headless_browser(browser, finished_run, tmp_path):
+def test_the_html_report_renders_its_png_plots_in_a_headless_browser(browser, finished_run, tmp_path):
     config, ckpt = finished_run
     prefix = tmp_path / "report"
     argv = ["--operator", str(ckpt / "operator_ema.pt"), "--diffusion", str(ckpt / "diffusion_residual_ema.pt"),
             "--config", str(config), "--device", "cpu", "--output-prefix", str(prefix),
-            "--set", "eval.plot_samples=2"]
+            "--set", "eval.plot_samples=2", "--set", "eval.ensemble_size=2", "--set", "eval.ensemble_max_samples=4"]
     assert run_main(evaluate_main, argv) == 0
+    report = json.loads((tmp_path / "report.json").read_text())
     html = (tmp_path / "report.html").read_text()
     assert not re.search(r'(src|href)=["\']?https?://', html), "the report must load nothing from the network"
     probed = tmp_path / "probed.html"
@@ -76,11 +79,20 @@ def test_the_html_report_renders_its_plots_in_a_headless_browser(browser, finish
 
     result = render_in_browser(browser, probed, tmp_path / "profile")
 
-    svgs = result["svgs"]
-    assert len(svgs) == 1 + 2 * 3, "one error-vs-step chart and three field panels per plotted sample"
-    for svg in svgs:
-        assert svg["width"] > 100 and svg["height"] > 100
-        assert svg["lines"] and all(length > 10 for length in svg["lines"]), svg
-    assert len(svgs[0]["lines"]) == 3, "persistence, operator and operator+diffusion curves"
-    assert result["tables"] >= 2
+    imgs = result["imgs"]
+    assert sorted(i["src"] for i in imgs) == sorted(f["file"] for f in report["figures"].values()), \
+        "one image per figure"
+    assert {"rollout", "fields", "ensemble", "prior", "loss_operator", "loss_steady_prior"} <= set(report["figures"])
+    for img in imgs:
+        assert img["complete"] and img["natural"][0] > 300 and img["natural"][1] > 200, img
+        assert img["shown"][0] > 300 and img["shown"][1] > 100, img
+    assert result["tables"] >= 5
 
+
+def test_a_missing_png_shows_as_a_broken_image(browser, tmp_path):
+    """The probe can fail: an image whose file is gone decodes to nothing."""
+    (tmp_path / "page.html").write_text('<!DOCTYPE html><html><body><img src="gone.png" alt="x"></body></html>')
+    page = tmp_path / "page.html"
+    page.write_text(page.read_text().replace("</body>", PROBE + "</body>"))
+    result = render_in_browser(browser, page, tmp_path / "profile")
+    assert result["imgs"][0]["natural"] == [0, 0]

@@ -4,6 +4,7 @@ state dict or a checkpoint of another architecture is refused with a clear error
 from __future__ import annotations
 
 import csv
+import html
 import json
 import subprocess
 import sys
@@ -16,6 +17,7 @@ import yaml
 from ups.commands.common import run_main
 from ups.commands.evaluate import main as evaluate_main
 from ups.commands.orchestrate import main as orchestrate_main
+from ups.config import load_config
 from ups.resume.metadata import read_metadata
 
 REPO = Path(__file__).resolve().parents[2]
@@ -76,7 +78,38 @@ def test_standalone_evaluation_writes_json_csv_and_html(finished_run, tmp_path):
     rows = list(csv.DictReader((tmp_path / "eval_output.csv").open()))
     assert len(rows) == report["rollout_steps"] == 20
     assert float(rows[0]["nrmse_operator"]) == pytest.approx(report["methods"]["operator"]["curve"][0], rel=1e-5)
-    assert "<svg" in (tmp_path / "eval_output.html").read_text()
+    page = (tmp_path / "eval_output.html").read_text()
+    for fig in report["figures"].values():
+        assert f'src="{fig["file"]}"' in page and (tmp_path / fig["file"]).is_file()
+
+
+def test_every_later_stage_is_measured_beside_the_operator(finished_run, tmp_path):
+    """Ensembles of the residual and the student, the steady prior, loss curves, and a verdict per goal."""
+    config, ckpt = finished_run
+    argv = ["--operator", str(ckpt / "operator_ema.pt"), "--config", str(config), "--device", "cpu",
+            "--output-prefix", str(tmp_path / "rep"), "--set", "eval.ensemble_size=3", "--set", "eval.plot_samples=1"]
+    assert run_main(evaluate_main, argv) == 0
+    report = json.loads((tmp_path / "rep.json").read_text())
+    ens = report["ensemble"]["methods"]
+    assert set(ens) == {"operator", "diff_residual", "consistency_distill"}
+    assert ens["operator"]["crps"] == pytest.approx(ens["operator"]["mae_of_mean"]), "a point forecast's CRPS is its MAE"
+    cfg = load_config(config)
+    assert ens["diff_residual"]["denoiser_evals_per_draw"] == 2 * cfg.diffusion.sample_steps - 1, "Heun, Euler last"
+    assert ens["consistency_distill"]["denoiser_evals_per_draw"] == cfg.consistency.student_steps
+    for name in ("diff_residual", "consistency_distill"):
+        assert ens[name]["members"] == 3 and ens[name]["spread_skill"] > 0 and ens[name]["seconds_per_draw"] > 0
+    rows = report["steady_prior"]["rows"]
+    assert set(rows) == {"steady_prior", "gaussian_fit", "train_states"}
+    assert all(r["mmd"] >= 0 and r["spectrum_distance"] >= 0 for r in rows.values())
+    goals = {(g["stage"], g["name"]): g for g in report["goals"]}
+    assert ("diff_residual", "crps_vs_operator_mae") in goals and ("consistency_distill", "fewer_denoiser_evals") in goals
+    assert ("steady_prior", "mmd_vs_gaussian") in goals and goals[("consistency_distill", "fewer_denoiser_evals")]["met"]
+    assert set(report["loss_curves"]) == {"operator", "diff_residual", "consistency_distill", "steady_prior"}
+    assert {"rollout", "fields", "ensemble", "prior", "loss_operator"} <= set(report["figures"])
+    page = html.unescape((tmp_path / "rep.html").read_text())
+    for g in report["goals"]:
+        if not g["met"]:
+            assert g["text"] in page, "an unmet goal is stated on the page with its numbers"
 
 
 def test_operator_only_evaluation_has_no_corrected_method(finished_run, tmp_path, capsys):

@@ -1,8 +1,10 @@
-"""The numbers and pictures of an evaluation, checked without models: nRMSE, curves, ticks, SVG."""
+"""The numbers and pages of an evaluation, checked without models: nRMSE, curves, CSV, the HTML page."""
 
 from __future__ import annotations
 
+import json
 import math
+import re
 
 import numpy as np
 import pytest
@@ -11,8 +13,8 @@ from ups.config import Config, config_from_dict
 from ups.errors import ConfigError, DataError
 from ups.eval.evaluation import CORRECTED, OPERATOR, PERSISTENCE, EvalResult, plan_rollout, plot_steps, summary
 from ups.eval.metrics import RunningCurve, RunningMean, nrmse
-from ups.eval.report import curves_csv, render_html
-from ups.eval.svg import Series, line_chart, nice_ticks
+from ups.eval.report import curves_csv, jsonable, report_dict, write_reports
+from ups.eval.report_html import render_html
 
 
 def test_nrmse_is_zero_for_a_perfect_prediction():
@@ -83,31 +85,6 @@ def test_plotted_steps_are_first_middle_last():
     assert plot_steps(1) == [1]
 
 
-def test_nice_ticks_cover_the_range_with_round_values():
-    ticks = nice_ticks(0.013, 0.87)
-    assert ticks[0] <= 0.013 and ticks[-1] >= 0.87
-    assert all(abs(t * 10 - round(t * 10)) < 1e-9 for t in ticks)
-
-
-def test_nice_ticks_survive_a_flat_or_nonfinite_range():
-    assert nice_ticks(2.0, 2.0)
-    assert nice_ticks(float("nan"), 1.0) == [0.0]
-
-
-def test_line_chart_is_an_svg_with_one_polyline_per_series_and_skips_nan():
-    svg = line_chart([Series("a", [1, 2, 3], [1.0, float("nan"), 3.0]), Series("b<&>", [1, 2], [2.0, 2.5])],
-                     "t", "x", "y")
-    assert svg.startswith("<svg") and svg.endswith("</svg>")
-    assert svg.count("<polyline") == 2
-    assert "nan" not in svg.lower().replace("nanosecond", "")
-    assert "b&lt;&amp;&gt;" in svg  # labels are escaped
-
-
-def test_log_axis_drops_nonpositive_values():
-    svg = line_chart([Series("a", [1, 2, 3], [0.0, 0.1, 10.0])], "t", "x", "y", log_y=True)
-    assert "1e-1" in svg and "1e1" in svg
-
-
 def _result(with_correction: bool = True) -> EvalResult:
     curves = {PERSISTENCE: [0.5, 1.0], OPERATOR: [0.1, 0.2]}
     one = {PERSISTENCE: 0.4, OPERATOR: 0.05}
@@ -131,11 +108,41 @@ def test_csv_has_one_row_per_rollout_step_and_a_column_per_method():
     assert len(lines) == 3 and lines[2].startswith("2,0.2,1,0.2,0.15")
 
 
-def test_html_report_is_self_contained():
+def _report(tmp_path):
     r = _result()
-    page = render_html(r, {"summary": summary(r), "created_at": "now", "checkpoints": {}})
-    assert "<svg" in page and "<script" not in page
-    assert "https://" not in page and "src=" not in page and "<link" not in page
+    report = report_dict(r, {}, {"config_hash": "abc"})
+    paths = write_reports(tmp_path / "rep", r, report)
+    return report, paths
+
+
+def test_the_page_loads_nothing_from_the_network_and_its_images_are_the_pngs_beside_it(tmp_path):
+    report, paths = _report(tmp_path)
+    page = paths["html"].read_text()
+    assert "https://" not in page and "http://" not in page and "<link" not in page and "<script" not in page
+    srcs = re.findall(r'<img src="([^"]+)"', page)
+    assert srcs == [f["file"] for f in report["figures"].values()] == ["rep_rollout.png"]
+    assert all((tmp_path / s).read_bytes().startswith(b"\x89PNG") for s in srcs)
+
+
+def test_every_number_the_page_shows_is_in_the_json(tmp_path):
+    report, paths = _report(tmp_path)
+    shown = re.findall(r"<td>(-?[0-9][0-9.e+-]*)</td>", paths["html"].read_text())
+    assert shown, "the page has numeric cells"
+
+    def numbers(obj):
+        if isinstance(obj, dict):
+            return [n for v in obj.values() for n in numbers(v)]
+        if isinstance(obj, list):
+            return [n for v in obj for n in numbers(v)]
+        return [obj] if isinstance(obj, (int, float)) and not isinstance(obj, bool) else []
+
+    in_json = {f"{v:.4g}" if isinstance(v, float) else str(v)
+               for v in numbers(json.loads(paths["json"].read_text()))}
+    assert set(shown) <= in_json
+
+
+def test_nan_becomes_null_in_the_json():
+    assert jsonable({"a": [float("nan"), 1.0, (2, float("inf"))]}) == {"a": [None, 1.0, [2, None]]}
 
 
 def test_the_eval_split_is_eval_split_else_data_split_else_test():

@@ -101,9 +101,10 @@ def later_lines(later: LaterStages) -> list[str]:
                      f"(CRPS of u; the operator's is its MAE):")
         for name, m in e.methods.items():
             o = m.overall
+            cost = (f"  {m.denoiser_evals_per_draw:.3g} evals/draw  {m.seconds_per_draw * 1e6:.3g} us/draw"
+                    if m.denoiser_evals_per_draw else "")
             lines.append(f"  {name:<20} CRPS {o['crps']:.4g}  spread/skill {o['spread_skill']:.3f}  "
-                         f"mean's rollout nRMSE {o['nrmse_of_mean']:.4f}  "
-                         f"{m.denoiser_evals_per_draw:.3g} evals/draw  {m.seconds_per_draw * 1e6:.3g} us/draw")
+                         f"mean's rollout nRMSE {o['nrmse_of_mean']:.4f}{cost}")
     if later.prior is not None:
         lines.append(f"Steady prior vs {later.prior.n_states} held-out long-time states:")
         for name, row in later.prior.rows.items():
