@@ -19,7 +19,10 @@ EXAMPLES = """examples:
 Scores, in physical space on the eval split (eval.split, else data.split, else test):
 persistence, the operator, and the operator + diffusion correction (with --diffusion);
 one-step and rollout nRMSE = ||pred - true||_2 / ||true||_2 per sample (PDEBench), averaged.
-Writes PREFIX.json, PREFIX.csv and PREFIX.html (self-contained, plots inline).
+The later stages' files beside the operator file are measured too: ensembles of sampled
+rollouts (eval.ensemble_size, 0 skips) scored by CRPS and spread/skill, the consistency
+student's cost against its teacher, the steady prior against held-out long-time states.
+Writes PREFIX.json (every number), PREFIX.csv, PREFIX.html and its PNG plots beside it.
 
 exit codes: 0 done, 2 bad config / data / checkpoint (e.g. "Architecture mismatch ...")."""
 

@@ -137,7 +137,8 @@ def train(cfg: Config, args: argparse.Namespace) -> None:
 
 
 def checkpoint_files(cfg: Config) -> tuple[Path, Optional[Path]]:
-    """The operator EMA, and the diffusion EMA when the run has one, checked against their digests."""
+    """The operator EMA, and the diffusion EMA when the run has one; every stage file evaluation reads
+    (the later stages' too) is checked against its recorded digest."""
     from ups.resume.tracker import StageTracker
     from ups.resume.verify import OutputCatalog
 
@@ -148,9 +149,9 @@ def checkpoint_files(cfg: Config) -> tuple[Path, Optional[Path]]:
         raise CheckpointError(f"no {operator.name} in {ckpt}/: train first (drop --skip-training)")
     if (ckpt / STATUS_FILE).is_file():
         tracker, catalog = StageTracker(ckpt, verbose=False), OutputCatalog(ckpt)
-        for stage in ("operator", "diff_residual"):
+        for stage, used in STAGE_CHECKPOINT.items():  # evaluation reads every stage's file beside the operator
             recorded = tracker.get_stage_status(stage).outputs or {}
-            problems = catalog.problems({k: v for k, v in recorded.items() if k.endswith("_ema.pt")})
+            problems = catalog.problems({k: v for k, v in recorded.items() if k == used})
             if problems:
                 raise CheckpointError(f"{ckpt}: {'; '.join(problems)} — refusing to evaluate and record "
                                       "numbers for weights that are not the ones training wrote")
