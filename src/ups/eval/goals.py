@@ -78,7 +78,7 @@ def mean_rollout_goal(reference: dict[str, Any], sampled: dict[str, Any], stage:
     """The ensemble's mean rollout against a reference method's (the operator, or the teacher)."""
     worse = sampled["nrmse_of_mean"] > reference["nrmse_of_mean"]
     return Goal(stage, "mean_rollout_not_worse", _ratio(sampled["nrmse_of_mean"], reference["nrmse_of_mean"]),
-                f"<= 1 x {against}'s rollout nRMSE", not worse,
+                f"ensemble-mean rollout nRMSE no higher than {against}'s", not worse,
                 f"sampling the residual makes the mean rollout {'WORSE' if worse else 'no worse'} than {against}: "
                 f"ensemble-mean rollout nRMSE {sampled['nrmse_of_mean']:.4g} vs {reference['nrmse_of_mean']:.4g}")
 
@@ -118,6 +118,6 @@ def correction_goal(operator_rollout: float, corrected_rollout: float) -> Goal:
     """The deterministic correction (operator + the residual's mean) against the operator alone."""
     worse = corrected_rollout > operator_rollout
     return Goal("diff_residual", "mean_correction_not_worse", _ratio(corrected_rollout, operator_rollout),
-                "<= 1 x the operator's rollout nRMSE", not worse,
+                "rollout nRMSE no higher than the operator alone's", not worse,
                 f"adding the residual's mean makes the rollout {'WORSE' if worse else 'no worse'} than the operator "
                 f"alone: rollout nRMSE {corrected_rollout:.4g} vs {operator_rollout:.4g}")
