@@ -38,8 +38,9 @@ def rollout_curves(result: EvalResult, later: LaterStages) -> dict[str, list[flo
     ens = later.ensemble
     if ens is not None:
         for name, stats in ens.methods.items():
-            if name != ENSEMBLE_OPERATOR:
-                curves[f"{name} ensemble mean"] = stats.curves["nrmse_of_mean"]
+            if name != ENSEMBLE_OPERATOR:  # say so when the ensembles saw fewer samples than the lines beside them
+                fewer = f" ({ens.n_samples} samples)" if ens.n_samples != result.n_samples else ""
+                curves[f"{name} ensemble mean{fewer}"] = stats.curves["nrmse_of_mean"]
     return curves
 
 

@@ -87,3 +87,21 @@ def later_dict(later: LaterStages) -> dict[str, Any]:
     if later.prior is not None:
         out["steady_prior"] = later.prior.as_dict()
     return out
+
+
+def later_summary(later: LaterStages) -> dict[str, Any]:
+    """Headline numbers of the later stages, keyed like `summary`'s (they travel into metadata.json)."""
+    out: dict[str, Any] = {}
+    if later.ensemble is not None:
+        for name, m in later.ensemble.methods.items():
+            out[f"metric:crps_{name}"] = m.overall["crps"]
+            if name != ENSEMBLE_OPERATOR:
+                out[f"metric:spread_skill_{name}"] = m.overall["spread_skill"]
+                out[f"metric:nrmse_ensemble_mean_{name}"] = m.overall["nrmse_of_mean"]
+    if later.prior is not None:
+        for name, row in later.prior.rows.items():
+            out[f"metric:mmd_{name}"] = row["mmd"]
+            out[f"metric:spectrum_distance_{name}"] = row["spectrum_distance"]
+    if later.goals:
+        out.update(goals_met=sum(g.met for g in later.goals), goals_total=len(later.goals))
+    return out

@@ -21,7 +21,7 @@ from typing import Any, Optional
 
 from ups.eval.evaluation import EvalResult, summary
 from ups.eval.figures import build_figures, field_panels, rollout_curves
-from ups.eval.later_stages import LaterStages, later_dict
+from ups.eval.later_stages import LaterStages, later_dict, later_summary
 from ups.eval.report_html import render_html
 from ups.resume.atomic import atomic_write_bytes
 from ups.resume.tracker import utc_now
@@ -41,7 +41,7 @@ def report_dict(result: EvalResult, files: dict[str, Any], context: dict[str, An
     return {
         "format": REPORT_FORMAT, "created_at": utc_now(), "metric_definition": METRIC_DEFINITION,
         "ensemble_definition": ENSEMBLE_DEFINITION,
-        **context, "checkpoints": files, "summary": summary(result),
+        **context, "checkpoints": files, "summary": {**summary(result), **later_summary(later)},
         "split": result.split, "samples": result.n_samples, "rollout_steps": result.rollout_steps,
         "time_stride": result.time_stride, "times": result.times, "x": result.x,
         "methods": {m: {"one_step_nrmse": result.one_step[m], "rollout_nrmse": result.rollout(m),
