@@ -16,4 +16,4 @@ python scripts/evaluate.py --config "$config" --operator "$ckpt/operator_ema.pt"
 echo
 echo "Quickstart finished in $(( $(date +%s) - start ))s."
 echo "  checkpoints: $ckpt/   (status: python scripts/show_training_status.py $ckpt)"
-echo "  report:      $report.html  ($report.json, $report.csv)"
+echo "  report:      $report.html  ($report.json, $report.csv, ${report}_*.png beside it)"
