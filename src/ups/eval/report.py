@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from ups.eval.evaluation import CORRECTED, OPERATOR, PERSISTENCE, EvalResult, summary
+from ups.eval.goodput_view import timeline_section
 from ups.eval.svg import Series, line_chart
 from ups.resume.atomic import atomic_write_bytes
 from ups.resume.tracker import utc_now
@@ -130,5 +131,5 @@ created {html.escape(report['created_at'])}. The operator's rollout nRMSE is
 <h2>Checkpoints</h2>
 <table><tr><th>role</th><th>file</th><th>stage</th><th>step</th><th>sha256</th></tr>
 {_checkpoint_rows(report)}</table>
-</body></html>
+{timeline_section(report.get("goodput"))}</body></html>
 """

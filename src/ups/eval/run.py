@@ -14,6 +14,7 @@ from ups.config import Config, config_hash
 from ups.data.burgers import ensure_data
 from ups.data.pdebench import open_split
 from ups.eval.evaluation import CORRECTED, EvalResult, evaluate
+from ups.eval.goodput_view import read_record
 from ups.eval.loading import load_models
 from ups.eval.report import report_dict, write_reports
 from ups.training.context import runtime_device
@@ -54,7 +55,8 @@ def evaluate_checkpoints(cfg: Config, operator: str | Path, diffusion: Optional[
         result = evaluate(cfg, models, data, dev)
     finally:
         data.close()
-    context = {"config_hash": config_hash(cfg), "device": str(dev), "data_file": str(data.path)}
+    context = {"config_hash": config_hash(cfg), "device": str(dev), "data_file": str(data.path),
+               "goodput": read_record(Path(operator).parent)}  # the attempts that trained these files
     report = report_dict(result, models.files, context)
     paths = write_reports(output_prefix or cfg.eval.output_prefix, result, report)
     return Evaluation(result, report, paths)
