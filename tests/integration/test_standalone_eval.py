@@ -77,6 +77,7 @@ def test_standalone_evaluation_writes_json_csv_and_html(finished_run, tmp_path):
     assert len(rows) == report["rollout_steps"] == 20
     assert float(rows[0]["nrmse_operator"]) == pytest.approx(report["methods"]["operator"]["curve"][0], rel=1e-5)
     assert "<svg" in (tmp_path / "eval_output.html").read_text()
+    assert 'id="attempts"' in (tmp_path / "eval_output.html").read_text()  # the training attempts' timeline
 
 
 def test_operator_only_evaluation_has_no_corrected_method(finished_run, tmp_path, capsys):
