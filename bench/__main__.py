@@ -20,15 +20,15 @@ import time
 from datetime import datetime, timezone
 from pathlib import Path
 
-from bench import goodput, lost_work, overhead, resume_latency, save_cost
+from bench import goodput, lost_work, overhead, restart_cost, resume_latency, save_cost
 from bench.common import PYTHON, QUICKSTART, REPO, Bench, check_rc, run_timed
 from bench.report import Row, write_results
 
 # key -> module, in table order. RUN_ORDER: resume measures the restart cost goodput's model uses
 # and the per-save cost overhead's diagnosis uses.
 MODULES = {"overhead": overhead, "save": save_cost, "resume": resume_latency, "lost": lost_work,
-           "goodput": goodput}
-RUN_ORDER = ("save", "resume", "overhead", "lost", "goodput")
+           "goodput": goodput, "restart": restart_cost}
+RUN_ORDER = ("save", "resume", "overhead", "lost", "goodput", "restart")
 # Optional repetitions (goodput's extra rounds) start only if they can end by then.
 DEADLINE_S = 13 * 60
 

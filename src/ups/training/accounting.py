@@ -10,7 +10,7 @@ Writing it costs one small atomic JSON write (milliseconds) every
 `HEARTBEAT_SECONDS`; the per-step work is two clock reads.
 
 The process start time is the kernel's (`/proc/self/stat` field 22, in clock
-ticks after boot, plus `btime` of `/proc/stat`; see proc(5)), so the start-up
+ticks after boot, against `/proc/uptime`; see proc(5)), so the start-up
 counted includes the interpreter and `import torch`, not only what ups does.
 """
 
@@ -38,10 +38,10 @@ def process_start_epoch() -> float:
         with open("/proc/self/stat", encoding="ascii") as f:
             fields = f.read().rsplit(")", 1)[1].split()  # the command name may hold spaces
         ticks = int(fields[19])  # field 22 of proc(5); fields[0] is field 3
-        with open("/proc/stat", encoding="ascii") as f:
-            btime = next(int(line.split()[1]) for line in f if line.startswith("btime"))
-        return btime + ticks / os.sysconf("SC_CLK_TCK")
-    except (OSError, ValueError, IndexError, StopIteration):
+        with open("/proc/uptime", encoding="ascii") as f:
+            uptime = float(f.read().split()[0])  # 10 ms resolution; `btime` in /proc/stat is whole seconds
+        return time.time() - (uptime - ticks / os.sysconf("SC_CLK_TCK"))
+    except (OSError, ValueError, IndexError):
         return time.time()
 
 
