@@ -67,7 +67,9 @@ class RunAccounting:
     def __init__(self, tracker: StageTracker, cfg: Config, hooks: list[Any] = (),
                  clock: Callable[[], float] = time.time, host: Optional[str] = None):
         self.tracker, self.cfg, self.hooks, self.clock = tracker, cfg, hooks, clock
-        self.host = host or os.environ.get("UPS_INSTANCE_ID") or socket.gethostname()
+        # Vast.ai gives each instance's container its own CONTAINER_ID (ups.launch.self_stop); elsewhere the
+        # hostname tells machines apart (a restarted docker container keeps its hostname).
+        self.host = host or os.environ.get("CONTAINER_ID") or socket.gethostname()
         self.started = process_start_epoch()
         self.record = gp.valid_record(tracker.get_detail(gp.GOODPUT_KEY))
         gp.close_unfinished(self.record)  # in memory: the plan's interval already counts a killed attempt
@@ -90,7 +92,10 @@ class RunAccounting:
         gp.end_attempt(self.record, self.attempt, end_of(error))
         self.write()
         if wandb_run is not None:
-            wandb_run.summary.update(wandb_summary(self.summary()))
+            try:
+                wandb_run.summary.update(wandb_summary(self.summary()))
+            except Exception as e:  # W&B trouble must not change how the run ends; the status has it all
+                print(f"⚠️  could not set the W&B goodput summary: {type(e).__name__}: {e}", flush=True)
 
     @contextlib.contextmanager
     def recording(self, wandb_run: Callable[[], Any] = lambda: None) -> Iterator["RunAccounting"]:
@@ -99,7 +104,8 @@ class RunAccounting:
         try:
             yield self
         except BaseException as e:
-            self.end(e, wandb_run())
+            with contextlib.suppress(Exception):  # never mask what stopped the run
+                self.end(e, wandb_run())
             raise
         self.end(None, wandb_run())
 
