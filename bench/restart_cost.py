@@ -126,7 +126,9 @@ def phases(start: float, lines: list[tuple[float, str]], ckpt: Path) -> dict[str
     checkout = min(t for t in (at("FRESH START"), at("RESTART"), at("RESUME MODE"), process) if t)
     install_end = next_line(at("Installing the project", checkout))
     train = at("Starting training", checkout) or process
-    imports_end = next_line(process) or process
+    # The trainer's first line (it prints after its imports); the launch line itself may arrive after the
+    # process started, through the script's `tee`.
+    imports_end = next((t for t, ln in lines if t > train and "Starting training" not in ln), process)
     download = at("Downloading checkpoints", process)
     download_s = (next_line(download) - download) if download and next_line(download) else 0.0
     opened = at("STAGE 1/4", process) or imports_end
