@@ -1,7 +1,7 @@
 """`python -m bench [--quick] [--only KEYS] [--out DIR]`: run the measurements, write the report.
 
-Row 4 runs early: its restart time feeds row 6's model and its per-save cost
-row 1's diagnosis. The table is always in the issue's order. A full run writes bench/RESULTS.md and
+The resume rows run early: their per-save cost feeds row 1's diagnosis (the
+goodput rows measure their own save and restart costs). The table is always in the issue's order. A full run writes bench/RESULTS.md and
 bench/results.json; a --quick run (the smoke test) writes into its scratch
 directory unless --out is given, so it never overwrites the committed results.
 """
@@ -20,16 +20,15 @@ import time
 from datetime import datetime, timezone
 from pathlib import Path
 
-from bench import goodput, lost_work, overhead, resume_latency, save_cost
+from bench import goodput, lost_work, overhead, restart_cost, resume_latency, save_cost
 from bench.common import PYTHON, QUICKSTART, REPO, Bench, check_rc, run_timed
 from bench.report import Row, write_results
 
-# key -> module, in table order. RUN_ORDER: resume measures the restart cost goodput's model uses
-# and the per-save cost overhead's diagnosis uses.
+# key -> module, in table order. RUN_ORDER: resume measures the per-save cost overhead's diagnosis uses.
 MODULES = {"overhead": overhead, "save": save_cost, "resume": resume_latency, "lost": lost_work,
-           "goodput": goodput}
-RUN_ORDER = ("save", "resume", "overhead", "lost", "goodput")
-# Optional repetitions (goodput's extra rounds) start only if they can end by then.
+           "goodput": goodput, "restart": restart_cost}
+RUN_ORDER = ("save", "resume", "overhead", "lost", "goodput", "restart")
+# Optional repetitions start only if they can end by then.
 DEADLINE_S = 13 * 60
 
 

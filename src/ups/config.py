@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any, Literal, Optional, Union
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, PositiveFloat, ValidationError, model_validator
 
 from ups.errors import ConfigError
 
@@ -169,11 +169,29 @@ class TrainingConfig(_Section):
     num_threads: Optional[int] = Field(None, gt=0)
 
 
+class AutoIntervalConfig(_Section):
+    """`checkpoint.every_seconds: auto`: T = √(2·save cost·MTBF), within [min_seconds, max_seconds]."""
+
+    min_seconds: float = Field(30.0, gt=0)
+    max_seconds: float = Field(1800.0, gt=0)
+    # The MTBF assumed until `min_failures` failures of this run were seen (rented GPUs: hours).
+    prior_mtbf_seconds: float = Field(4 * 3600.0, gt=0)
+    min_failures: int = Field(2, ge=1)
+
+    @model_validator(mode="after")
+    def _bounds_ordered(self) -> "AutoIntervalConfig":
+        if self.min_seconds > self.max_seconds:
+            raise ValueError(f"min_seconds {self.min_seconds:g} exceeds max_seconds {self.max_seconds:g}")
+        return self
+
+
 class CheckpointConfig(_Section):
     """When the resumable training state is saved, how many are kept, where copies go."""
 
     every_steps: Optional[int] = Field(200, gt=0)
-    every_seconds: Optional[float] = Field(300.0, gt=0)
+    # Seconds, or "auto": set from the measured save cost and this run's failures (checkpoint.auto).
+    every_seconds: Optional[Union[PositiveFloat, Literal["auto"]]] = 300.0
+    auto: AutoIntervalConfig = AutoIntervalConfig()
     keep: int = Field(2, ge=1)
     remote: Optional[str] = None
     upload_every_seconds: float = Field(300.0, ge=0)

@@ -49,7 +49,7 @@ def test_sigkill_mid_stage_then_an_empty_machine_resumes_from_the_remote_bit_ide
     a = remote_config(tmp_path / "a", remote, shared_data)
     # Killed by the test once the remote holds a state of the running stage; the fault
     # point is only a backstop that kills it (still mid-stage) on a very slow machine.
-    proc = launch(a, tmp_path / "a.log", {"UPS_FAULT": "after-step:diff_residual:28"})
+    proc = launch(a, tmp_path / "a.log", {"UPS_FAULT": "after-step:diff_residual:28", "CONTAINER_ID": "machine-a"})
     wait_until(proc, lambda: remote_state(remote, "diff_residual") is not None)
     sigkill(proc)
     status = remote_status(remote)
@@ -64,6 +64,11 @@ def test_sigkill_mid_stage_then_an_empty_machine_resumes_from_the_remote_bit_ide
     assert f"continuing from step {saved_step}" in resumed.stdout
     assert "✓ Remote copy up to date" in resumed.stdout
     assert_bit_identical(reference_run, b)
+    # The goodput record came with the status: machine A's attempt was killed and the run relaunched on B,
+    # and the remote copy holds the whole story.
+    record = remote_status(remote)["details"]["goodput"]
+    assert [x["end"] for x in record["attempts"]] == ["killed", "completed"]
+    assert record["attempts"][0]["host"] == "machine-a" and record["interruptions"][0]["relaunch"] is True
 
 
 def test_sigkill_during_an_upload_leaves_a_remote_that_still_resumes_bit_identically(

@@ -65,6 +65,7 @@ def test_offline_mode_logs_metrics_and_checkpoint_artifacts_and_a_resume_continu
     records = b"".join(p.read_bytes() for r in runs for p in r.glob("*.wandb"))
     assert b"trainer/global_step" in records and f"ups-checkpoints-{run_id}".encode() in records
     assert b"operator-completed" in records  # the alias of the last version
+    assert b"goodput/goodput" in records and b"goodput/interruptions_killed" in records  # summary metrics
     staged = {p.read_bytes() for p in (tmp_path / "wandb-data").rglob("*") if p.is_file()}
     assert (checkpoint_dir(config) / "operator_ema.pt").read_bytes() in staged, "artifact files written locally"
     assert_key_nowhere(tmp_path, killed.stdout, killed.stderr, resumed.stdout, resumed.stderr)

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any, Optional
 
 from ups.errors import StatusFileError
+from ups.eval.goodput_view import goodput_facts
 from ups.eval.location import Location
 from ups.resume.layout import METADATA_FILE, STAGE_NAMES, STAGE_OUTPUTS, STATE_DIR, STATUS_FILE
 from ups.resume.lock import LOCK_FILE
@@ -61,6 +62,7 @@ def gather(uri: str | Path, verify: str = "sha256", now: Optional[datetime] = No
         "pipeline": {k: metadata.get(k) for k in PIPELINE_KEYS if k in metadata},
         "wandb": metadata.get("training_wandb"),
         "files": {name: info["size"] for name, info in files.items()},
+        "goodput": goodput_facts(status),
         "warnings": warnings,
     }
 

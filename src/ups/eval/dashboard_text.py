@@ -12,6 +12,7 @@ from __future__ import annotations
 from typing import Any, Optional
 
 from ups.eval.dashboard import parse_time
+from ups.eval.goodput_view import render_lines as goodput_lines
 from ups.resume.layout import STAGE_NAMES
 
 RULE, THIN = "=" * 80, "-" * 80
@@ -55,7 +56,7 @@ def render(facts: dict[str, Any]) -> str:
     lines += ["", *_stages(facts), "", *_pipeline(facts.get("pipeline") or {})]
     if facts.get("wandb"):
         lines += ["", *_wandb(facts["wandb"])]
-    lines += ["", *_files(facts), RULE, ""]
+    lines += ["", *_files(facts), "", *goodput_lines(facts.get("goodput")), RULE, ""]
     return "\n".join(lines)
 
 

@@ -11,6 +11,8 @@ import html
 from typing import Any, Iterable, Optional
 from urllib.parse import quote
 
+from ups.eval.goodput_view import timeline_section
+
 STAGES = ("operator", "diff_residual", "consistency_distill", "steady_prior")
 ENSEMBLE_COLUMNS = (("crps", "CRPS"), ("crps_fair", "fair CRPS"), ("spread", "spread"), ("skill_rmse", "skill (RMSE)"),
                     ("spread_skill", "spread/skill"), ("nrmse_of_mean", "mean's rollout nRMSE"),
@@ -132,5 +134,5 @@ def render_html(report: dict[str, Any]) -> str:
 {sections}
 <h2>Checkpoints</h2>
 {table(["role", "file", "stage", "step", "sha256"], ckpt)}
-</body></html>
+{timeline_section(report.get("goodput"))}</body></html>
 """

@@ -14,6 +14,7 @@ from ups.config import Config, config_hash
 from ups.data.burgers import ensure_data
 from ups.data.pdebench import open_split
 from ups.eval.evaluation import CORRECTED, EvalResult, evaluate
+from ups.eval.goodput_view import read_record
 from ups.eval.later_stages import LaterStages, evaluate_later_stages
 from ups.eval.loading import later_stage_files, load_models, load_sampler
 from ups.eval.report import report_dict, write_reports
@@ -66,7 +67,8 @@ def evaluate_checkpoints(cfg: Config, operator: str | Path, diffusion: Optional[
                                       Path(operator).parent / METRICS_FILE, result)
     finally:
         data.close()
-    context = {"config_hash": config_hash(cfg), "device": str(dev), "data_file": str(data.path)}
+    context = {"config_hash": config_hash(cfg), "device": str(dev), "data_file": str(data.path),
+               "goodput": read_record(Path(operator).parent)}  # the attempts that trained these files
     report = report_dict(result, models.files, context, later)
     paths = write_reports(output_prefix or cfg.eval.output_prefix, result, report, later)
     return Evaluation(result, report, paths, later)

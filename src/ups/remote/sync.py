@@ -76,6 +76,7 @@ class RemoteSync:
         self._failures_in_row = self._changes_in_row = 0
         self._thread: Optional[threading.Thread] = None
         self.published = 0
+        self.upload_seconds = 0.0  # time spent publishing, read by the run's goodput record
         self.last_tag: Optional[str] = None
         self.last_error: Optional[str] = None
 
@@ -192,6 +193,7 @@ class RemoteSync:
         if report.skipped:
             return
         self.published += 1
+        self.upload_seconds += float(report.seconds or 0.0)
         if report.uploaded:  # status-only publishes (progress counters, metrics) are not worth a line
             self.log(f"☁️  synced {snap.tag} to {self.store.description}: {report.uploaded} file(s), "
                      f"{report.bytes / 1e6:.2f} MB in {report.seconds:.2f}s")

@@ -269,6 +269,19 @@ class StageTracker:
         self._update(stage, interrupt)
         self._say(f"⚠️  Marked stage '{stage}' as interrupted at step {step}")
 
+    def get_detail(self, key: str) -> Any:
+        """A pipeline-level fact stored under `details.<key>` (not a stage name), or None."""
+        return (self._read_status().get("details") or {}).get(key)
+
+    def set_detail(self, key: str, value: Any) -> None:
+        """Store a pipeline-level fact under `details.<key>` (e.g. the goodput record)."""
+        if key in self.STAGES:
+            raise ValueError(f"details.{key} is a stage's entry; use the stage methods")
+        with self._lock:
+            data = self._read_status()
+            data.setdefault("details", {})[key] = value
+            self._write_status(data)
+
     def set_stage(self, stage: str, status: StageStatus) -> None:
         """Write one entry as given (used when rebuilding the file from verified outputs)."""
         self._update(stage, lambda _: status)

@@ -37,6 +37,7 @@ from ups.resume.policy import SavePolicy
 from ups.resume.rng import capture_rng, restore_rng
 from ups.resume.saver import StateSaver
 from ups.resume.signals import StopRequest, TrainingInterrupted
+from ups.training.accounting import NullMeter
 from ups.training.distributed import Solo
 
 MAX_VAL_BATCHES = 16
@@ -82,6 +83,7 @@ class StageRun:
     global_offset: int = 0
     resume: Optional[dict[str, Any]] = None
     group: Solo = field(default_factory=lambda: Solo(torch.device("cpu")))  # a torchrun rank, or alone
+    meter: Any = field(default_factory=NullMeter)  # told of each finished step (the goodput record)
 
 
 @dataclass
@@ -224,6 +226,7 @@ class Trainer:
     def _after_step(self) -> None:
         """Log, finish the epoch, save or stop — in that order, so a save sees a settled state."""
         run = self.run
+        run.meter.step_done(self.pos.step)
         crash_point(f"after-step:{run.name}:{self.pos.step}")
         if self.pos.step % run.log_every == 0:
             self._log_train()

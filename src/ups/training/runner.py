@@ -33,12 +33,14 @@ from ups.resume.layout import OUTPUT_ROLES, STATE_DIR
 from ups.resume.lock import CheckpointDirLock
 from ups.resume.metadata import update_metadata
 from ups.resume.plan import CONTINUE, DISABLED, RUN, SKIP, Decision, decide
+from ups.resume.interval import AdaptiveSavePolicy
 from ups.resume.policy import SavePolicy
 from ups.resume.rng import seed_everything
 from ups.resume.saver import NullSaver, StateSaver, find_resume_state
 from ups.resume.signals import StopRequest, TrainingInterrupted
 from ups.resume.tracker import StageTracker, utc_now
 from ups.resume.verify import OutputCatalog
+from ups.training.accounting import NullMeter, RunAccounting, TimedSaver
 from ups.training.context import STAGE_MODEL, PipelineContext, runtime_device
 from ups.training.distributed import Solo, join, restart_count, world_change_notice
 from ups.training.loop import StageRun, StageTask, Trainer, steps_per_epoch
@@ -80,6 +82,7 @@ class _Pipeline:
     tracker: Optional[StageTracker]
     catalog: OutputCatalog
     log: Any = None
+    acct: Optional[RunAccounting] = None  # rank 0: the goodput record and the auto interval
 
 
 def run_pipeline(cfg: Config, opts: RunOptions) -> dict[str, str]:
@@ -94,15 +97,18 @@ def run_pipeline(cfg: Config, opts: RunOptions) -> dict[str, str]:
             print(f"torchrun restart {restart_count()}: resuming as with --auto-resume", flush=True)
             opts.auto_resume = True  # a restart must continue the attempt it replaces, not redo it
         catalog = OutputCatalog(ckpt)
-        plan = group.from_main(lambda: _print_plan(cfg, opts, tracker, catalog, group, selected))
+        acct = group.on_main(lambda: RunAccounting(tracker, cfg, opts.hooks))
+        plan = group.from_main(lambda: _print_plan(cfg, opts, tracker, catalog, group, selected, acct))
         # A pipeline with nothing to train never opens its data (resume of a finished run is instant).
         trains = any(d.action in (RUN, CONTINUE) for d in plan)
+        if trains and acct is not None:
+            session.enter_context(acct.recording(lambda: opts.wandb_run))
         ctx = group.main_first(lambda: PipelineContext.open(cfg, group.device, share=group.from_main)) if trains \
             else None
         try:
             group.on_main(lambda: update_metadata(ckpt, config_hash=config_hash(cfg), architecture=architecture(cfg),
                                                   config_path=opts.config_path))
-            p = _Pipeline(cfg, opts, ctx, stop, group, tracker, catalog)
+            p = _Pipeline(cfg, opts, ctx, stop, group, tracker, catalog, acct=acct)
             return _run_stages(p, selected)
         finally:
             if ctx is not None:
@@ -144,7 +150,7 @@ def _run_stages(p: _Pipeline, selected: list[StageDef]) -> dict[str, str]:
 
 
 def _print_plan(cfg: Config, opts: RunOptions, tracker: StageTracker, catalog: OutputCatalog, group: Solo,
-                selected: list[StageDef]) -> list[Decision]:
+                selected: list[StageDef], acct: Optional[RunAccounting] = None) -> list[Decision]:
     """Rank 0: decide every selected stage up front and print the plan (each stage is decided again
     when its turn comes, once its upstream stages have their final digests)."""
     plan = make_plan(cfg, selected, tracker.get_all_statuses(), catalog, opts.auto_resume)
@@ -155,6 +161,8 @@ def _print_plan(cfg: Config, opts: RunOptions, tracker: StageTracker, catalog: O
     if group.distributed:
         print(f"Training with {group.world_size} processes (DDP); rank 0 writes {cfg.checkpoint_dir}/")
     print("\n".join(format_plan(plan)), flush=True)
+    if acct is not None:
+        print("\n".join(acct.plan_lines()), flush=True)
     return plan
 
 
@@ -231,15 +239,27 @@ def _train(p: _Pipeline, stage: StageDef, decision: Decision) -> None:
     group.check_batch(stage.name, settings.batch_size, task.train.n_items)  # before anything is recorded
     saver = _saver(p, stage) if group.is_main else NullSaver()
     opened = group.from_main(lambda: _open_stage(p, stage, decision, task, saver))
+    start = opened.resume["step"] if opened.resume else 0
+    meter = p.acct.stage(stage.name, start) if p.acct is not None else NullMeter()
     run = StageRun(
         name=stage.name, index=stage.index, settings=settings, fingerprint=opened.fingerprint,
-        seed=cfg.training.seed, device=p.ctx.device, saver=saver,
-        policy=SavePolicy(cfg.checkpoint.every_steps, cfg.checkpoint.every_seconds), stop=p.stop, log=p.log,
+        seed=cfg.training.seed, device=p.ctx.device, saver=TimedSaver(saver, meter),
+        policy=_policy(cfg, p.acct), stop=p.stop, log=p.log,
         precision=cfg.training.precision, compile=cfg.training.compile, log_every=cfg.logging.log_every_steps,
-        global_offset=_global_offset(cfg, p.ctx, stage), resume=opened.resume, group=group,
+        global_offset=_global_offset(cfg, p.ctx, stage), resume=opened.resume, group=group, meter=meter,
     )
     trainer = _fit(Trainer(task, run), p, stage)
     group.on_main(lambda: _complete(p, stage, trainer, task, opened))
+
+
+def _policy(cfg: Config, acct: Optional[RunAccounting]) -> SavePolicy:
+    """Fixed seconds, or `auto`: rank 0 asks its record for T at each step (the other ranks follow
+    rank 0's time-based requests, so theirs never fires)."""
+    every = cfg.checkpoint.every_seconds
+    if every != "auto":
+        return SavePolicy(cfg.checkpoint.every_steps, every)
+    interval = acct.interval_seconds if acct is not None else (lambda: float("inf"))
+    return AdaptiveSavePolicy(cfg.checkpoint.every_steps, None, interval=interval)
 
 
 def _open_stage(p: _Pipeline, stage: StageDef, decision: Decision, task: StageTask, saver: StateSaver) -> _Opened:

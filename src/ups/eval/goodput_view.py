@@ -1,0 +1,132 @@
+"""Goodput for people: the dashboard's section, its JSON facts, and the report's timeline of attempts.
+
+Everything is read from the record in the status file (`details.goodput`, see
+`ups.resume.goodput`), so it works on a local directory, a copy or the remote
+store, and on a directory a trainer is writing right now. The timeline is inline
+SVG (one bar per attempt on a shared clock; a gap between bars is time with no
+process running, e.g. a replacement machine being found), so the report stays
+one self-contained file.
+"""
+
+from __future__ import annotations
+
+import html
+from datetime import datetime
+from pathlib import Path
+from typing import Any, Optional
+
+from ups.resume import goodput as gp
+from ups.resume.layout import STATUS_FILE
+
+COLORS = {"startup": "#ff7f0e", "steps": "#2ca02c", "saves": "#d62728", "other": "#c7c7c7"}
+END_COLORS = {gp.COMPLETED: "#2ca02c", gp.RUNNING: "#1f77b4", gp.KILLED: "#d62728", gp.SIGTERM: "#9467bd",
+              gp.SIGINT: "#8c564b", gp.FAILURE: "#d62728"}
+WIDTH, ROW, LEFT, RIGHT = 720, 26, 110, 130
+
+
+def goodput_facts(status: dict[str, Any]) -> Optional[dict[str, Any]]:
+    """The summary and the per-attempt rows the dashboard prints (None: nothing recorded yet)."""
+    raw = (status.get("details") or {}).get(gp.GOODPUT_KEY)
+    if raw is None:
+        return None
+    record = gp.valid_record(raw)
+    if not record["attempts"]:
+        return None
+    keys = ("attempt", "host", "started_at", "end", "wall_s", "startup_s", "step_s", "steps", "save_blocked_s",
+            "upload_s", "resumed", "at")
+    return {**gp.summarize(record), "timeline": [{k: a.get(k) for k in keys} for a in record["attempts"]],
+            "interruption_list": record["interruptions"]}
+
+
+def read_record(checkpoint_dir: Path) -> Optional[dict[str, Any]]:
+    """The record of a local checkpoint directory, for the evaluation report (None when absent)."""
+    import json
+
+    try:
+        status = json.loads((Path(checkpoint_dir) / STATUS_FILE).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    raw = (status.get("details") or {}).get(gp.GOODPUT_KEY) if isinstance(status, dict) else None
+    return gp.valid_record(raw) if raw is not None else None
+
+
+def render_lines(facts: Optional[dict[str, Any]]) -> list[str]:
+    """The dashboard's GOODPUT section."""
+    if not facts:
+        return ["GOODPUT", "-" * 80, "  (no attempt recorded yet)"]
+    value = "n/a" if facts["goodput"] is None else f"{facts['goodput']:.1%}"
+    kinds = ", ".join(f"{n} {k}" for k, n in facts["interruptions"].items() if n) or "none"
+    cost = facts.get("save_cost_s")
+    lines = ["GOODPUT", "-" * 80,
+             f"  {value} of {_s(facts['wall_s'])} over {facts['attempts']} attempt(s) was useful training "
+             f"({_s(facts['useful_s'])})",
+             f"  interruptions: {kinds}",
+             f"  lost: redone work {_s(facts['recomputed_s'])} ({facts['recomputed_steps']} steps), "
+             f"start-ups {_s(facts['startup_s'])} (restarts {_s(facts['restart_s'])}), "
+             f"blocked by saves {_s(facts['save_blocked_s'])}, other {_s(facts['other_s'])}",
+             f"  uploads (in the background): {_s(facts['upload_s'])}"
+             + (f"; mean blocking cost of a save {cost * 1000:.1f} ms" if cost is not None else "")]
+    for a in facts["timeline"]:
+        where = f"{a['at']['stage']} step {a['at']['step']}" if a.get("at") else "no step"
+        lines.append(f"  #{a['attempt']:<3} {a['end']:<10} {_s(a['wall_s']):>9}  start-up "
+                     f"{_s(a['startup_s'] or 0):>8}  steps {a['steps']:>6} ({_s(a['step_s'])})  reached {where}")
+    return lines
+
+
+def timeline_section(record: Optional[dict[str, Any]]) -> str:
+    """`<h2>` + SVG timeline of the attempts for the HTML report ('' when nothing is recorded)."""
+    if not record or not record.get("attempts"):
+        return ""
+    s = gp.summarize(record)
+    value = "n/a" if s["goodput"] is None else f"{s['goodput']:.1%}"
+    return (f'<h2>Training attempts</h2>\n<p class="note">Goodput {value}: {s["useful_s"]:.1f} s of useful training '
+            f'in {s["wall_s"]:.1f} s over {s["attempts"]} attempt(s). Bars: start-up, steps, saves, other; '
+            f'the label says how each attempt ended.</p>\n<div id="attempts">{timeline_svg(record)}</div>\n')
+
+
+def timeline_svg(record: dict[str, Any]) -> str:
+    attempts = record["attempts"]
+    starts = [_epoch(a["started_at"]) for a in attempts]
+    t0 = min(starts)
+    t1 = max(st + float(a.get("wall_s") or 0.0) for st, a in zip(starts, attempts))
+    scale = (WIDTH - LEFT - RIGHT) / max(t1 - t0, 1e-9)
+    rows = []
+    for i, (a, start) in enumerate(zip(attempts, starts)):
+        y = 10 + i * ROW
+        x = LEFT + (start - t0) * scale
+        label = html.escape(f"#{a['attempt']} {a.get('host', '')}"[:16])
+        rows.append(f'<text x="4" y="{y + 14}" font-size="11">{label}</text>')
+        for name, seconds in _segments(a):
+            w = seconds * scale
+            rows.append(f'<rect x="{x:.1f}" y="{y}" width="{max(w, 0):.1f}" height="18" fill="{COLORS[name]}">'
+                        f'<title>{name}: {seconds:.1f} s</title></rect>')
+            x += w
+        end = a.get("end", "?")
+        rows.append(f'<text x="{x + 4:.1f}" y="{y + 14}" font-size="11" fill="{END_COLORS.get(end, "#222")}">'
+                    f'{html.escape(end)}</text>')
+    height = 20 + len(attempts) * ROW
+    axis = f'<text x="{LEFT}" y="{height - 2}" font-size="10">0 s</text>' \
+           f'<text x="{WIDTH - RIGHT}" y="{height - 2}" font-size="10" text-anchor="end">{t1 - t0:.0f} s</text>'
+    return (f'<svg xmlns="http://www.w3.org/2000/svg" width="{WIDTH}" height="{height + 6}" '
+            f'role="img" aria-label="timeline of training attempts">{"".join(rows)}{axis}</svg>')
+
+
+def _segments(a: dict[str, Any]) -> list[tuple[str, float]]:
+    wall = float(a.get("wall_s") or 0.0)
+    startup, steps, saves = (float(a.get(k) or 0.0) for k in ("startup_s", "step_s", "save_blocked_s"))
+    return [("startup", startup), ("steps", steps), ("saves", saves),
+            ("other", max(0.0, wall - startup - steps - saves))]
+
+
+def _epoch(text: str) -> float:
+    return datetime.fromisoformat(str(text).replace("Z", "+00:00")).timestamp()
+
+
+def _s(seconds: Optional[float]) -> str:
+    if seconds is None:
+        return "?"
+    if seconds >= 3600:
+        return f"{seconds / 3600:.2f} h"
+    if seconds >= 120:
+        return f"{seconds / 60:.1f} min"
+    return f"{seconds:.1f} s"
