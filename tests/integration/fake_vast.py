@@ -103,11 +103,14 @@ class RateLimiter:
         self.scale = time_scale
         self.next_ok: dict[tuple[str, str], float] = {}
         self.searches: dict[str, deque] = {}
+        self.always: set[str] = set()  # test knob: endpoints refused every time (a limit that never clears)
 
     def refuse(self, identity: str, name: str | None, now: float) -> str | None:
         """The 429 body for this request, or None when it is allowed."""
         if name is None:
             return None
+        if name in self.always:
+            return f"API requests too frequent: endpoint threshold={INTERVALS.get(name, (0.0,))[0]}"
         if name == "search":
             times = self.searches.setdefault(identity, deque())
             while times and now - times[0] >= 60.0 * self.scale:

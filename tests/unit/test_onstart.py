@@ -134,7 +134,7 @@ def test_script_and_packed_field_fit_the_limits_at_maximum_input_lengths():
     def text(n: int) -> str:
         return "".join(rng.choice(string.ascii_letters + string.digits) for _ in range(n))
 
-    workspace = "/" + text(63)
+    workspace = "/" + text(127)
     longest = generate_onstart_script(
         text(128), branch=text(100), resume_from_wandb=text(64), auto_shutdown=True,
         workspace=workspace, repo_url=text(200), remote_uri="s3://" + text(200),
@@ -148,7 +148,7 @@ def test_script_and_packed_field_fit_the_limits_at_maximum_input_lengths():
 
 
 @pytest.mark.parametrize("field, value", [
-    ("branch", "b" * 101), ("config_path", "c" * 129), ("workspace", "/" + "w" * 64), ("resume_from_wandb", "r" * 65),
+    ("branch", "b" * 101), ("config_path", "c" * 129), ("workspace", "/" + "w" * 128), ("resume_from_wandb", "r" * 65),
     ("repo_url", "u" * 201), ("remote_uri", "s3://" + "p" * 201), ("install_cmd", ["i" * 201]),
 ])
 def test_values_over_their_length_cap_are_rejected(field, value):

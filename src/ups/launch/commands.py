@@ -119,6 +119,8 @@ def rent(api: VastApi, wanted: OfferFilter, request: CreateRequest, offer_id: in
         try:
             return api.create_instance(int(offer["id"]), request), offer
         except OfferTaken as e:
+            if offer_id is not None:
+                raise  # the offer you named is gone: say so, do not pick another for you
             taken.append(str(offer["id"]))
             (log or _log)(f"{stamp()} offer {offer['id']} was taken meanwhile ({e}); trying the next one")
     raise NoOfferError(f"every matching offer was taken meanwhile (offers {', '.join(taken)}); try again")
@@ -225,11 +227,22 @@ class RemoteEvidence:
 
     def __init__(self, remote: str | None) -> None:
         self.remote = remote
+        if remote:
+            from ups.remote.fsspec_store import parse_uri
+
+            parse_uri(remote)  # a URI this machine cannot read fails now, in one line, not mid-watch
+
+    def _read(self, reader):
+        try:
+            return reader(self.remote) if self.remote else None
+        except Exception as e:  # a blip of the object store is not evidence either way
+            _log(f"{stamp()} watch: could not read {self.remote} ({type(e).__name__}: {e}); ignored this poll")
+            return None
 
     def outcome(self, instance_id: int) -> tuple[str, str] | None:
         from ups.remote.outcome import read_outcome
 
-        record = read_outcome(self.remote) if self.remote else None
+        record = self._read(read_outcome)
         if record is None or record.instance_id != instance_id:
             return None  # an older instance's record says nothing about this one
         detail = [f"exit code {record.exit_code}" if record.exit_code is not None else "",
@@ -243,7 +256,7 @@ class RemoteEvidence:
     def heartbeat(self) -> str | None:
         from ups.remote.outcome import read_heartbeat
 
-        beat = read_heartbeat(self.remote) if self.remote else None
+        beat = self._read(read_heartbeat)
         return None if beat is None else f"{beat.tag}@{beat.unix}"
 
 

@@ -88,7 +88,7 @@ def _header(workspace: str, project_dir: str, config_path: str, python_exe: str,
         *_exit_traps(),
         "# A finished run restarted by hand (to copy results) must not train or stop again.",
         'if [ -e "$STATE_DIR/run_complete" ]; then',
-        '  echo "UPS_RUN_COMPLETE earlier on this instance; nothing to do ($STATE_DIR/run_complete)"',
+        '  echo "UPS_RUN_COMPLETE earlier on this instance; nothing to do"',
         "  exit 0",
         "fi",
         "FIRST_BOOT=0",
@@ -120,7 +120,7 @@ def _exit_traps() -> list[str]:
         "ups_on_exit() {",
         "  local rc=$1; trap - EXIT",
         '  if [ "$rc" -eq 0 ] || [ "$UPS_RECORDED" = 1 ]; then exit "$rc"; fi',
-        '  if [ "$UPS_INTERRUPTED" = 1 ] || [ "$rc" -ge 128 ]; then',
+        '  if [ "$UPS_INTERRUPTED" = 1 ] || { [ "$PHASE" = train ] && [ "$rc" -ge 128 ]; }; then',  # git exits 128
         '    echo "UPS_RUN_INTERRUPTED: signal ($rc) in $PHASE; the next start resumes"',
         '    exit "$rc"',
         "  fi",
@@ -163,7 +163,7 @@ def _fetch_code(git_method: str, repo_url: str | None, branch: str) -> list[str]
         '  echo "Keeping checkout $PROJECT_DIR at $(git -C "$PROJECT_DIR" rev-parse --short HEAD)"',
         "else",
         '  if [ -e "$PROJECT_DIR" ]; then',
-        '    echo "ERROR: $PROJECT_DIR exists but is not a git checkout; remove it" >&2',
+        '    echo "ERROR: $PROJECT_DIR is not a git checkout; remove it" >&2',
         "    exit 1",
         "  fi",
         '  rm -rf "$PROJECT_DIR.clone"  # a clone cut short by a restart',
@@ -180,17 +180,16 @@ def _prepare_dirs(resuming: bool, project_dir: str, checkpoint_dir: str) -> list
     ckpt = checkpoint_dir if checkpoint_dir.startswith("/") else f"{project_dir}/{checkpoint_dir}"
     if resuming:
         lines = [
-            "echo 'RESUME MODE: checkpoints are never cleared; resuming from local state,"
-            " else from the remote'",
+            "echo 'RESUME MODE: checkpoints are never cleared'",
         ]
     else:
         lines = [
             'if [ "$FIRST_BOOT" = 1 ]; then',
-            "  echo 'FRESH START: first boot of this instance, clearing old checkpoints and cache'",
+            "  echo 'FRESH START: first boot, clearing old checkpoints and cache'",
             f"  rm -rf {shlex.quote(ckpt)}",
             f"  rm -rf {shlex.quote(project_dir + '/data/latent_cache')}",
             "else",
-            "  echo 'RESTART: not the first boot; keeping checkpoints and auto-resuming'",
+            "  echo 'RESTART: keeping checkpoints, auto-resuming'",
             "fi",
         ]
     return lines + [
@@ -358,7 +357,7 @@ def generate_onstart_script(
         + _outcome(auto_shutdown, shutdown_action)
     )
     # The why of each block lives in this module; the packed field has no room for comments.
-    script = "\n".join(line for n, line in enumerate(lines) if n < 3 or not line.lstrip().startswith("# ")) + "\n"
+    script = "\n".join(line for n, line in enumerate(lines) if n < 1 or not line.lstrip().startswith("# ")) + "\n"
     if len(script.encode()) > MAX_SCRIPT_BYTES:
         raise LaunchError(f"onstart script is {len(script.encode())} bytes; the limit is {MAX_SCRIPT_BYTES}")
     return script

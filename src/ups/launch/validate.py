@@ -60,8 +60,8 @@ def validate_config_path(path: str) -> str:
 
 def validate_workspace(path: str) -> str:
     """An absolute directory on the instance without '..' or shell characters."""
-    if not isinstance(path, str) or not _ABS_PATH.fullmatch(path) or "/../" in f"{path}/" or len(path) > 64:
-        raise LaunchError(f"--workspace {path!r}: use an absolute path of at most 64 characters such as /workspace")
+    if not isinstance(path, str) or not _ABS_PATH.fullmatch(path) or "/../" in f"{path}/":
+        raise LaunchError(f"--workspace {path!r}: use an absolute path such as /workspace")
     return path.rstrip("/") or "/"
 
 

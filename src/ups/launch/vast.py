@@ -185,7 +185,8 @@ class VastApi:
         self.server_url = server_url or os.environ.get(SERVER_URL_ENV) or DEFAULT_SERVER_URL
         self._sdk = VastAI(api_key=api_key or resolve_api_key(), server_url=self.server_url, quiet=True, retry=1)
         self._sleep = sleep
-        self._log = log or (lambda line: print(line, file=sys.stderr, flush=True))
+        # progress, on stdout: stderr keeps the one line of an error
+        self._log = log or (lambda line: print(line, flush=True))
 
     def _call(self, what: str, endpoint: str, fn: Callable[[], Any]) -> Any:
         """`fn()`, with 429 retried after the endpoint's backoff; errors as `VastApiError`."""
@@ -201,7 +202,7 @@ class VastApi:
                     raise
                 wait = waits[attempt] * time_scale()
                 self._log(f"Vast API: {what} rate-limited ({e.body.get('msg') or 'HTTP 429'}); "
-                          f"retrying in {wait:.1f}s")
+                          f"retrying in {wait:.3g}s")
                 self._sleep(wait)
         raise AssertionError("unreachable")
 
