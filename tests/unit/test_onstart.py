@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import random
+import re
 import string
 import subprocess
+from pathlib import Path
 
 import pytest
 
@@ -175,3 +177,9 @@ def test_the_checkpoint_directory_may_be_nested_or_absolute(value, expected):
 def test_malformed_checkpoint_directories_are_rejected(value):
     with pytest.raises(LaunchError, match="checkpoint directory"):
         script(checkpoint_dir=value)
+
+
+def test_the_instance_installs_the_vastai_range_the_project_pins():
+    pyproject = (Path(__file__).resolve().parents[2] / "pyproject.toml").read_text()
+    pinned = re.search(r'launch = \["(vastai[^"]+)"\]', pyproject).group(1)
+    assert f"pip install -q '{pinned}'" in script(auto_shutdown=True)

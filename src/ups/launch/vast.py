@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import os
-import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -291,6 +290,3 @@ class VastApi:
                 return False
             raise
         return True
-
-    def set_label(self, instance_id: int, label: str) -> None:
-        self._call(f"label instance {instance_id}", "manage", lambda: self._sdk.label_instance(instance_id, label))
