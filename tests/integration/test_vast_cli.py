@@ -299,3 +299,19 @@ def test_help_on_each_subcommand_explains_its_options_with_an_example(cli, comma
 
 def test_launch_help_says_destroy_ends_all_billing(cli):
     assert "ALL billing ends" in " ".join(cli("launch", "--help").stdout.split())
+
+
+def test_a_running_instance_whose_heartbeat_stalls_is_replaced(cli, vast, tmp_path):
+    remote = tmp_path / "remote"
+    remote.mkdir()
+    (remote / "ups_heartbeat.json").write_text('{"tag": "operator-step-8", "unix": 1.0, "at": "x"}')  # never moves
+    write_outcome(remote.as_uri(), "completed", instance_id=9000, exit_code=0)  # the replacement finishes
+    vast.add_instance(100, ["running"])
+    result = cli("watch", "100", *RUN, "--checkpoint-remote", remote.as_uri(), "--hang-timeout", "0.5", *WATCH)
+    assert result.returncode == 0, result.stderr
+    assert "instance 100 hung -> relaunch" in result.stdout and "heartbeat has not advanced" in result.stdout
+    assert vast.calls("DELETE", "/instances/100/") and len(vast.created) == 1
+
+
+def test_bid_help_says_the_price_is_for_the_whole_machine(cli):
+    assert "for the whole machine" in " ".join(cli("launch", "--help").stdout.split())

@@ -325,3 +325,31 @@ def test_a_refusal_by_the_api_ends_the_watch_with_its_error():
     api.show_instance = refused
     with pytest.raises(VastApiError, match="HTTP 401"):
         run_watch(api, lambda: 2)
+
+
+def test_a_refused_replacement_ends_the_watch_naming_the_instance_left_behind():
+    api = FakeApi({1: [r("exited")]})
+
+    def refused():
+        raise VastApiError("Vast API refused create instance from offer 501: HTTP 400: bid too low; "
+                           "it created instance 9 anyway, which was destroyed")
+
+    with pytest.raises(VastApiError, match="instance 9 anyway.*instance 1 was left as is"):
+        run_watch(api, refused)
+    assert api.destroyed == []
+
+
+def test_a_rate_limited_replacement_is_tried_again_next_poll():
+    api, records, attempts = FakeApi({1: [r("exited")]}), Records(), []
+
+    def relaunch():
+        attempts.append(1)
+        if len(attempts) == 1:
+            raise VastApiError("Vast API refused create ...: HTTP 429 (still refused after 60s)", transient=True)
+        api.timelines[2] = [r("running")]
+        records.outcomes[2] = ("completed", "")
+        return 2
+
+    decision, last, lines = run_watch(api, relaunch, records=records)
+    assert decision.action is Action.DONE and last == 2 and len(attempts) == 2
+    assert any("could not rent a replacement" in line for line in lines)

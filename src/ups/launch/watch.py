@@ -272,6 +272,11 @@ def watch(
                 _replace(api, w, relaunch, log, clock())
             except NoOfferError as e:
                 log(f"{stamp()} watch: {e}; trying again in {poll_s:.0f}s")
+            except VastApiError as e:
+                if not e.transient:
+                    raise VastApiError(f"{e}; instance {w.instance_id} was left as is (destroy it with "
+                                       f"vast_launch.py destroy {w.instance_id} --yes, or rerun watch)") from e
+                log(f"{stamp()} watch: could not rent a replacement ({e}); trying again in {poll_s:.0f}s")
         elif decision.action is not Action.WAIT:
             if health is Health.BROKEN_IMAGE:  # it can never run: nothing is left billing
                 api.destroy(w.instance_id, missing_ok=True)
