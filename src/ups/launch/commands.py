@@ -276,7 +276,7 @@ def cmd_watch(args: argparse.Namespace) -> int:
     hang = args.hang_timeout if args.checkpoint_remote else 0.0  # the heartbeat lives in that remote
     if not args.checkpoint_remote:
         print("note: without --checkpoint-remote, watch cannot read the run's outcome or heartbeat: a run "
-              "that completes and stops itself looks paused (see docs/vast_launcher.md)", file=sys.stderr)
+              "that completes and stops itself looks paused (see docs/vast_launcher.md)", flush=True)
     policy = WatchPolicy(down_timeout_s=args.down_timeout, paused_timeout_s=args.stopped_timeout,
                          start_timeout_s=args.start_timeout, max_relaunches=args.max_relaunches,
                          hang_timeout_s=hang)
