@@ -375,3 +375,10 @@ def test_self_stop_off_vast_refuses_to_stop_but_may_record_only(tmp_path):
                               timeout=60)
     assert recorded.returncode == 0 and "not on a Vast instance" in recorded.stdout
     assert read_outcome(remote).outcome == "completed" and read_outcome(remote).instance_id is None
+
+
+def test_a_self_stop_of_an_instance_already_gone_is_done(box, vast):
+    vast.timelines.pop(77)  # destroyed meanwhile (by you, or by Vast)
+    result = box.run(box.script(auto_shutdown=True), **on_vast(vast))
+    assert result.returncode == 0 and "already gone, nothing to stop" in result.stdout
+    assert len(vast.calls("PUT", "/instances/77/")) == 1  # not retried: nothing is billing

@@ -65,11 +65,16 @@ def self_stop(outcome: str, action: str, remote: str | None = None, exit_code: i
         return f"not on a Vast instance ({ID_ENV} unset): {recorded}"
     instance_id, key = me
     if action != "none":
-        from ups.launch.vast import VastApi  # the SDK is needed only to stop
+        from ups.launch.vast import VastApi, VastApiError, is_gone  # the SDK is needed only to stop
 
         api = VastApi(api_key=key)
         if action == "stop":
-            api.stop(instance_id)
+            try:
+                api.stop(instance_id)
+            except VastApiError as e:
+                if not is_gone(e):
+                    raise
+                return f"instance {instance_id}: outcome {outcome}, {recorded}; already gone, nothing to stop"
         else:
             api.destroy(instance_id)  # already gone counts as done
     return f"instance {instance_id}: outcome {outcome}, {recorded}, action {action}"

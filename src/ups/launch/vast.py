@@ -162,7 +162,7 @@ def _body(response: Any) -> tuple[dict, str]:
     return body, str(body.get("msg") or body.get("message") or body.get("detail") or body.get("error") or "")[:200]
 
 
-def _is_gone(e: VastApiError) -> bool:
+def is_gone(e: VastApiError) -> bool:
     # dstack api_client.destroy_instance: `no_such_instance` means it is already gone;
     # vast-ai/docs destroy_instance.yaml answers 404 for an unknown instance.
     return e.error in ("no_such_instance", "not_found") or e.status == 404
@@ -286,7 +286,7 @@ class VastApi:
         try:
             self._call(f"destroy instance {instance_id}", "destroy", lambda: self._sdk.destroy_instance(instance_id))
         except VastApiError as e:
-            if missing_ok and _is_gone(e):
+            if missing_ok and is_gone(e):
                 return False
             raise
         return True
