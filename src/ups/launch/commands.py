@@ -170,8 +170,9 @@ def cmd_launch(args: argparse.Namespace) -> int:
 
 
 def _describe(row: dict) -> str:
-    keys = ("id", "actual_status", "intended_status", "label", "gpu_name", "num_gpus", "dph_total",
-            "is_bid", "ssh_host", "ssh_port", "status_msg")
+    # cur_state/next_state too: with intended_status they are what tells a paused instance
+    keys = ("id", "actual_status", "intended_status", "cur_state", "next_state", "label", "gpu_name", "num_gpus",
+            "dph_total", "is_bid", "ssh_host", "ssh_port", "status_msg")
     return "  ".join(f"{k}={row.get(k)}" for k in keys if row.get(k) not in (None, ""))
 
 
