@@ -8,7 +8,9 @@ alone), generates the data and trains the tiny pipeline, syncing to a `file://` 
 1. the first boot is killed mid-stage, the whole container at once (a host failure);
 2. Vast reruns the same script when the container starts again: it resumes from the
    local state and finishes;
-3. a brand-new instance given only the remote (resume mode) finishes too.
+3. a brand-new instance given only the remote (resume mode) finishes too, on an image
+   without git (as pytorch/pytorch is): the script installs git (a stand-in apt-get here)
+   and clones; the run records its outcome and a heartbeat in the remote.
 
 Both end with weights bit-identical to a run that was never interrupted.
 """
@@ -26,9 +28,11 @@ import pytest
 import yaml
 
 from tests.helpers import QUICKSTART, REPO, TINY, assert_bit_identical, merge
+from tests.path_without import path_without
 from tests.remote_fixtures import remote_state, wait_until
 
 from ups.launch.onstart import generate_onstart_script
+from ups.remote.outcome import read_heartbeat, read_outcome
 
 pytestmark = pytest.mark.timeout(600)
 
@@ -67,7 +71,8 @@ def origin(tmp_path_factory) -> Path:
 class Instance:
     """One rented machine: its own /workspace, its own installed copy of the project."""
 
-    def __init__(self, root: Path, origin: Path, remote: Path, resume_from_remote: bool = False) -> None:
+    def __init__(self, root: Path, origin: Path, remote: Path, resume_from_remote: bool = False,
+                 path: str | None = None) -> None:
         root.mkdir(parents=True)
         self.root, self.site = root, root / "site-packages"
         self.workspace = root / "workspace"
@@ -80,7 +85,7 @@ class Instance:
                          "--no-build-isolation", "--target", str(self.site), "."],
         ))
         self.env = {
-            "PATH": os.environ["PATH"], "HOME": str(root), "PYTHONPATH": str(self.site),
+            "PATH": path or os.environ["PATH"], "HOME": str(root), "PYTHONPATH": str(self.site),
             "WANDB_MODE": "disabled", "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1",
         }
 
@@ -137,8 +142,13 @@ def test_an_instance_killed_mid_stage_resumes_on_restart_and_a_new_instance_resu
     assert "UPS_RUN_COMPLETE" in restarted
     assert_bit_identical(first.checkpoints, reference_run)
 
-    fresh = Instance(tmp_path / "instance-b", origin, remote_at_the_kill, resume_from_remote=True)
+    no_git = path_without(tmp_path / "bin-without-git", {"git", "apt-get"}, apt_get_installs_git=True)
+    fresh = Instance(tmp_path / "instance-b", origin, remote_at_the_kill, resume_from_remote=True, path=no_git)
     resumed = fresh.boot_to_the_end()
+    assert "no git in this image" in resumed  # installed by the script, then cloned
     assert "RESUME MODE" in resumed and "No local state" in resumed
     assert "continuing from step" in resumed and "UPS_RUN_COMPLETE" in resumed
     assert_bit_identical(fresh.checkpoints, reference_run)
+    outcome, beat = read_outcome(remote_at_the_kill.as_uri()), read_heartbeat(remote_at_the_kill.as_uri())
+    assert outcome.outcome == "completed" and outcome.exit_code == 0 and outcome.action == "none"
+    assert beat is not None and beat.tag.endswith("-completed")

@@ -12,24 +12,29 @@ import re
 import shutil
 import subprocess
 import sys
+import threading
+import time
 from pathlib import Path
 
 import pytest
 
 from tests.integration.fake_vast import FakeVast
 from ups.launch.onstart import script_from_onstart_field
+from ups.launch.ratelimit import TIME_SCALE_ENV
+from ups.remote.outcome import read_outcome, write_outcome
 
 pytestmark = pytest.mark.timeout(120)
 
 SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "vast_launch.py"
 SECRET = "supersecret-wandb-0123456789"
 RUN = ["--config", "configs/train_burgers_32dim.yaml", "--repo-url", "https://example.org/ups.git"]
+SCALE = 0.01  # the stand-in's rate limits, and the launcher's waits, at 1/100 (TIME_SCALE_ENV)
 STAMP = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ watch: ", re.MULTILINE)
 
 
 @pytest.fixture
 def vast():
-    fake = FakeVast(api_key="test-key")
+    fake = FakeVast(api_key="test-key", time_scale=SCALE)
     fake.start()
     yield fake
     fake.close()
@@ -43,7 +48,7 @@ def cli(vast, tmp_path):
 
     def run(*args: str, **env: str) -> subprocess.CompletedProcess:
         base = {"PATH": os.environ["PATH"], "HOME": str(tmp_path), "VAST_URL": vast.url,
-                "VAST_API_KEY": "test-key", "WANDB_API_KEY": SECRET}
+                "VAST_API_KEY": "test-key", "WANDB_API_KEY": SECRET, TIME_SCALE_ENV: str(SCALE)}
         result = subprocess.run([sys.executable, str(SCRIPT), *args], cwd=tmp_path, capture_output=True,
                                 text=True, timeout=60, env={**base, **env})
         assert SECRET not in result.stdout + result.stderr
@@ -60,7 +65,7 @@ def one_line_error(result: subprocess.CompletedProcess, code: int, text: str) ->
 def test_search_sends_the_filters_and_lists_offers_cheapest_first(cli, vast):
     result = cli("search", "--gpu-name", "RTX_4090", "--max-price", "0.5", "--min-reliability", "0.99")
     assert result.returncode == 0, result.stderr
-    (_, _, body, _), = vast.calls("POST", "/bundles/")
+    (_, _, body, _, _), = vast.calls("POST", "/bundles/")
     assert body["gpu_name"] == {"eq": "RTX 4090"} and body["dph_total"] == {"lte": 0.5}
     assert body["reliability"] == {"gte": 0.99} and body["type"] == "on-demand"
     assert body["order"] == [["dph_total", "asc"]]
@@ -69,7 +74,7 @@ def test_search_sends_the_filters_and_lists_offers_cheapest_first(cli, vast):
 
 def test_interruptible_search_asks_for_bid_offers_under_the_bid(cli, vast):
     assert cli("search", "--interruptible", "--bid", "0.3").returncode == 0
-    (_, _, body, _), = vast.calls("POST", "/bundles/")
+    (_, _, body, _, _), = vast.calls("POST", "/bundles/")
     assert body["type"] == "bid" and body["min_bid"] == {"lte": 0.3}
 
 
@@ -83,7 +88,7 @@ def test_launch_rents_the_cheapest_offer_with_the_script_and_the_forwarded_secre
     assert body["env"]["WANDB_API_KEY"] == SECRET  # sent to Vast, never printed
     assert body["label"] == "ups:training" and body["runtype"] == "ssh_proxy"
     script = script_from_onstart_field(body["onstart"])
-    assert "FRESH START" in script and "--action destroy" in script and SECRET not in script
+    assert "FRESH START" in script and "ups_self_stop complete destroy 0" in script and SECRET not in script
     assert (tmp_path / ".vast" / "onstart.sh").read_text() == script
 
 
@@ -126,8 +131,11 @@ def test_launch_reads_the_checkpoint_directory_from_the_local_config(cli, vast, 
     (["launch", "--dry-run"], 2, "--config"),
     (["destroy", "5"], 2, "--yes"),
     (["status", "12345"], 2, "not found"),
-    (["launch", *RUN, "--offer-id", "999"], 1, "HTTP 400: offer 999 is not available"),
+    (["launch", *RUN, "--offer-id", "999"], 1, "HTTP 404: error 404/3603: no_such_ask"),
+    (["launch", *RUN, "--disk-gb", "5", "--offer-id", "501"], 2, "--disk-gb 5: Vast requires at least 8"),
+    (["launch", *RUN, "--interruptible", "--bid", "200", "--offer-id", "501"], 2, "--bid 200.0: Vast accepts"),
     (["watch", "5", *RUN], 2, "--checkpoint-remote"),
+    (["watch", "5", *RUN, "--checkpoint-remote", "s3://b/r"], 2, "pip install 'ups[s3]'"),
 ])
 def test_errors_are_one_line_and_a_nonzero_exit_without_traceback(cli, args, code, text):
     one_line_error(cli(*args), code, text)
@@ -161,13 +169,15 @@ def test_status_logs_stop_and_destroy_reach_the_instance(cli, vast):
     assert vast.calls("DELETE", "/instances/42/")
 
 
-WATCH = ["--poll-seconds", "0.1", "--down-timeout", "0.3", "--start-timeout", "5"]
+WATCH = ["--poll-seconds", "0.1", "--down-timeout", "0.3", "--start-timeout", "5", "--stopped-timeout", "0.5"]
 
 
-def test_watch_replaces_a_lost_instance_and_ends_when_the_replacement_completes(cli, vast):
+def test_watch_replaces_a_lost_instance_and_ends_when_the_replacement_records_success(cli, vast, tmp_path):
+    remote = (tmp_path / "remote").as_uri()
+    write_outcome(remote, "completed", instance_id=9000, exit_code=0)  # what the replacement will write
     vast.add_instance(100, ["running", "exited"])
-    vast.next_timelines.append(["loading", "running", {"label": "ups:complete"}])
-    result = cli("watch", "100", *RUN, "--checkpoint-remote", "file:///tmp/remote", "--env", "WANDB_API_KEY",
+    vast.next_timelines.append(["loading", "running"])
+    result = cli("watch", "100", *RUN, "--checkpoint-remote", remote, "--env", "WANDB_API_KEY",
                  "--max-relaunches", "2", *WATCH)
     assert result.returncode == 0, result.stderr
     assert "relaunch 1 of 2" in result.stdout and "launched replacement instance 9000" in result.stdout
@@ -176,8 +186,68 @@ def test_watch_replaces_a_lost_instance_and_ends_when_the_replacement_completes(
     assert vast.calls("DELETE", "/instances/100/")  # the lost one can never come back as a 2nd writer
     body, = vast.created
     script = script_from_onstart_field(body["onstart"])
-    assert "RESUME MODE" in script and "REMOTE=file:///tmp/remote" in script
+    assert "RESUME MODE" in script and f"REMOTE={remote}" in script
     assert '--resume-from "$REMOTE"' in script and body["env"]["WANDB_API_KEY"] == SECRET
+
+
+def test_watch_recovers_an_outbid_instance_that_looks_stopped(cli, vast, tmp_path):
+    remote = (tmp_path / "remote").as_uri()
+    write_outcome(remote, "completed", instance_id=9000, exit_code=0)
+    vast.add_instance(100, ["running", "outbid"])  # cur_state == intended_status == next_state == stopped
+    result = cli("watch", "100", *RUN, "--checkpoint-remote", remote, "--interruptible", "--bid", "0.3", *WATCH)
+    assert result.returncode == 0, result.stderr
+    assert "instance 100 paused -> wait" in result.stdout and "stopped on request" not in result.stdout
+    assert "instance 100 paused -> relaunch" in result.stdout
+    assert vast.calls("DELETE", "/instances/100/") and vast.created[0]["price"] == 0.3
+
+
+def test_a_stop_made_with_the_launcher_ends_the_watch_without_a_relaunch(cli, vast, tmp_path):
+    vast.add_instance(100, ["running"])
+    assert cli("stop", "100").returncode == 0  # recorded on this machine before Vast is asked
+    result = cli("watch", "100", *RUN, "--checkpoint-remote", (tmp_path / "remote").as_uri(), *WATCH)
+    assert result.returncode == 0, result.stderr
+    assert "stopped or destroyed on request" in result.stdout and vast.created == []
+
+
+def test_a_stop_recorded_in_the_remote_is_seen_by_a_watch_elsewhere(cli, vast, tmp_path):
+    remote = (tmp_path / "remote").as_uri()
+    vast.add_instance(100, ["running"])
+    assert cli("stop", "100", "--checkpoint-remote", remote, XDG_STATE_HOME=str(tmp_path / "laptop")).returncode == 0
+    assert read_outcome(remote).outcome == "stop_requested" and read_outcome(remote).instance_id == 100
+    result = cli("watch", "100", *RUN, "--checkpoint-remote", remote, *WATCH)
+    assert result.returncode == 0 and "on request" in result.stdout and vast.created == []
+
+
+def test_a_run_that_recorded_a_failure_is_reported_failed(cli, vast, tmp_path):
+    remote = (tmp_path / "remote").as_uri()
+    write_outcome(remote, "failed", instance_id=100, exit_code=3, phase="data", action="stop")
+    vast.add_instance(100, ["running", "outbid"])
+    one_line_error(cli("watch", "100", *RUN, "--checkpoint-remote", remote, *WATCH), 1,
+                   "the run recorded a failure (exit code 3 in data")
+    assert vast.created == []
+
+
+def test_an_image_that_fails_to_pull_is_reported_at_once_and_destroyed(cli, vast, tmp_path):
+    vast.add_instance(100, ["loading", "pull_failed"])
+    result = cli("watch", "100", *RUN, "--checkpoint-remote", (tmp_path / "remote").as_uri(), *WATCH)
+    one_line_error(result, 1, "pull access denied for no/such-image")
+    assert vast.calls("DELETE", "/instances/100/") and vast.created == []
+
+
+def test_watch_right_after_launch_tolerates_the_null_rows_of_a_new_instance(cli, vast, tmp_path):
+    remote = (tmp_path / "remote").as_uri()
+    vast.new_row_delay = 3
+    assert cli("launch", *RUN, "--checkpoint-remote", remote).returncode == 0
+
+    def finish_once_listed():  # the run on the new instance records success after a while
+        while len(vast.calls("GET", "/instances/9000/")) < 5:
+            time.sleep(0.05)
+        write_outcome(remote, "completed", instance_id=9000, exit_code=0)
+    threading.Thread(target=finish_once_listed, daemon=True).start()
+    result = cli("watch", "9000", *RUN, "--checkpoint-remote", remote, *WATCH)
+    assert result.returncode == 0, result.stderr
+    assert "not listed yet" in result.stdout and "complete -> done" in result.stdout
+    assert len(vast.calls("GET", "/instances/9000/")) >= 4
 
 
 def test_watch_gives_up_after_max_relaunches_and_leaves_the_last_instance(cli, vast):
@@ -190,11 +260,34 @@ def test_watch_gives_up_after_max_relaunches_and_leaves_the_last_instance(cli, v
     assert "--resume-from-wandb" in script_from_onstart_field(vast.created[0]["onstart"])
 
 
-def test_watch_stops_without_a_relaunch_when_the_instance_is_stopped_on_request(cli, vast):
-    vast.add_instance(100, ["running", {"intended": "stopped", "actual_status": "exited"}])
-    result = cli("watch", "100", *RUN, "--checkpoint-remote", "s3://b/r", *WATCH)
+def test_a_taken_offer_moves_on_to_the_next_matching_offer(cli, vast):
+    vast.taken[501] = 410
+    result = cli("launch", *RUN)
     assert result.returncode == 0, result.stderr
-    assert "stopped on request" in result.stdout and vast.created == []
+    assert "offer 501 was taken" in result.stdout and "Launched instance 9000 from offer 502" in result.stdout
+
+
+@pytest.mark.parametrize("status", [200, 400])
+def test_an_insufficient_bid_destroys_the_instance_vast_made_anyway(cli, vast, status):
+    vast.insufficient_bid_status = status
+    result = cli("launch", *RUN, "--interruptible", "--bid", "0.05", "--offer-id", "501")  # outbid meanwhile
+    one_line_error(result, 1, "created instance 9000 anyway, which was destroyed")
+    assert "create instance from offer 501" in result.stderr and "below the minimum" in result.stderr
+    assert vast.calls("DELETE", "/instances/9000/") and vast.timelines == {}
+
+
+def test_destroy_of_an_instance_already_gone_is_not_an_error(cli, vast):
+    result = cli("destroy", "77", "--yes")
+    assert result.returncode == 0 and "already gone" in result.stdout
+
+
+def test_a_rate_limit_that_never_clears_is_one_line_naming_the_call(cli, vast):
+    vast.limiter.always.add("show")
+    vast.add_instance(42, ["running"])
+    result = cli("status", "42")
+    one_line_error(result, 1, "Vast API refused show instance 42: HTTP 429: API requests too frequent")
+    assert "still refused after" in result.stderr and len(vast.calls("GET", "/instances/42/")) >= 6
+    assert result.stdout.count("rate-limited") == len(vast.calls("GET", "/instances/42/")) - 1
 
 
 @pytest.mark.parametrize("command", ["search", "launch", "status", "logs", "stop", "destroy", "watch"])
@@ -206,3 +299,19 @@ def test_help_on_each_subcommand_explains_its_options_with_an_example(cli, comma
 
 def test_launch_help_says_destroy_ends_all_billing(cli):
     assert "ALL billing ends" in " ".join(cli("launch", "--help").stdout.split())
+
+
+def test_a_running_instance_whose_heartbeat_stalls_is_replaced(cli, vast, tmp_path):
+    remote = tmp_path / "remote"
+    remote.mkdir()
+    (remote / "ups_heartbeat.json").write_text('{"tag": "operator-step-8", "unix": 1.0, "at": "x"}')  # never moves
+    write_outcome(remote.as_uri(), "completed", instance_id=9000, exit_code=0)  # the replacement finishes
+    vast.add_instance(100, ["running"])
+    result = cli("watch", "100", *RUN, "--checkpoint-remote", remote.as_uri(), "--hang-timeout", "0.5", *WATCH)
+    assert result.returncode == 0, result.stderr
+    assert "instance 100 hung -> relaunch" in result.stdout and "heartbeat has not advanced" in result.stdout
+    assert vast.calls("DELETE", "/instances/100/") and len(vast.created) == 1
+
+
+def test_bid_help_says_the_price_is_for_the_whole_machine(cli):
+    assert "for the whole machine" in " ".join(cli("launch", "--help").stdout.split())

@@ -13,12 +13,16 @@ import json
 import os
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import pytest
 
 from scripts.vast_launch import build_parser, generate_onstart_script
 from tests.integration.fake_vast import FakeVast
+from tests.path_without import path_without
+from ups.launch.ratelimit import TIME_SCALE_ENV
+from ups.remote.outcome import read_outcome
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -39,6 +43,7 @@ STUB_DATA = """\
 import json, os, sys
 with open(os.environ["UPS_STUB_LOG"], "a") as f:
     f.write(json.dumps({"script": "data", "argv": sys.argv[1:]}) + "\\n")
+sys.exit(int(os.environ.get("UPS_STUB_DATA_RC", "0")))
 """
 
 
@@ -98,7 +103,7 @@ def test_generate_onstart_resume_from_wandb():
     # which inside a Vast (Docker) container stops nothing that bills; the instance
     # stops itself through the Vast API with its own CONTAINER_ID / CONTAINER_API_KEY.
     assert "shutdown -h" not in script
-    assert "-m ups.launch.self_stop --outcome complete --action stop" in script
+    assert "-m ups.launch.self_stop --outcome" in script and "ups_self_stop complete stop 0" in script
 
 
 def test_resume_flags_in_launch_parser():
@@ -271,7 +276,8 @@ def test_the_packed_onstart_field_unpacks_and_runs_the_same_script(box):
 
 @pytest.fixture
 def vast():
-    fake = FakeVast(api_key="container-scoped-key")
+    fake = FakeVast(api_key="user-key")  # real thresholds: the self-stop makes one call
+    fake.container_keys["container-scoped-key"] = 77  # the key Vast puts in instance 77
     fake.start()
     fake.add_instance(77, ["running"])
     yield fake
@@ -283,22 +289,56 @@ def on_vast(vast: FakeVast, **env: str) -> dict[str, str]:
 
 
 @pytest.mark.parametrize("action, method", [("stop", "PUT"), ("destroy", "DELETE")])
-def test_auto_shutdown_labels_then_stops_the_instance_through_the_vast_api(box, vast, action, method):
-    result = box.run(box.script(auto_shutdown=True, shutdown_action=action), **on_vast(vast))
+def test_auto_shutdown_records_the_outcome_then_stops_the_instance(box, vast, tmp_path, action, method):
+    remote = (tmp_path / "remote").as_uri()
+    result = box.run(box.script(auto_shutdown=True, shutdown_action=action, remote_uri=remote), **on_vast(vast))
     assert result.returncode == 0, result.stderr
-    label, last = vast.calls(pattern="/instances/77/")[-2:]
-    assert label[:3] == ("PUT", "/api/v0/instances/77/", {"label": "ups:complete"})
-    assert last[0] == method and last[3] == "Bearer container-scoped-key"
+    last, = vast.calls(pattern="/instances/77/")  # one call: no label (the instance key may not set one)
+    assert last[0] == method and last[3] == "Bearer container-scoped-key" and last[4] == 200
+    record = read_outcome(remote)
+    assert (record.outcome, record.instance_id, record.exit_code, record.action) == ("completed", 77, 0, action)
     assert "container-scoped-key" not in result.stdout + result.stderr
 
 
-def test_a_failed_run_is_labelled_and_stopped_but_never_destroyed(box, vast):
-    script = box.script(auto_shutdown=True, shutdown_action="destroy")
+def test_a_failed_run_is_recorded_and_stopped_but_never_destroyed(box, vast, tmp_path):
+    remote = (tmp_path / "remote").as_uri()
+    script = box.script(auto_shutdown=True, shutdown_action="destroy", remote_uri=remote)
     result = box.run(script, **on_vast(vast, UPS_STUB_TRAIN_RC="1"))
-    assert result.returncode == 1 and "UPS_RUN_FAILED" in result.stdout
-    bodies = [c[2] for c in vast.calls(pattern="/instances/77/")]
-    assert bodies == [{"label": "ups:failed"}, {"state": "stopped"}]
+    assert result.returncode == 1 and "UPS_RUN_FAILED: train exited with 1" in result.stdout
+    assert [c[2] for c in vast.calls(pattern="/instances/77/")] == [{"state": "stopped"}]
     assert not vast.calls("DELETE")
+    record = read_outcome(remote)
+    assert (record.outcome, record.exit_code, record.phase) == ("failed", 1, "train")
+
+
+@pytest.mark.parametrize("phase, env, kw", [
+    ("data", {"UPS_STUB_DATA_RC": "2"}, {}),
+    ("install", {}, {"install_cmd": [sys.executable, "-c", "raise SystemExit(4)"]}),
+    ("clone", {}, {"repo_url": "/nonexistent/repo"}),
+])
+def test_a_failure_before_training_is_recorded_and_stops_the_instance(box, vast, tmp_path, phase, env, kw):
+    remote = (tmp_path / "remote").as_uri()
+    result = box.run(box.script(auto_shutdown=True, remote_uri=remote, **kw), **on_vast(vast, **env))
+    assert result.returncode != 0 and f"UPS_RUN_FAILED: {phase} exited with" in result.stdout
+    assert [c[2] for c in vast.calls(pattern="/instances/77/")] == [{"state": "stopped"}]
+    record = read_outcome(remote)
+    assert (record.outcome, record.phase, record.exit_code) == ("failed", phase, result.returncode)
+    assert box.train_calls() == []
+
+
+def test_a_rate_limited_self_stop_is_retried_until_the_gpu_stops(box, vast, tmp_path):
+    vast.limiter.always.add("manage")  # every stop refused with 429 ...
+    timer = threading.Timer(3.0, vast.limiter.always.clear)  # ... for a few seconds
+    timer.start()
+    try:
+        result = box.run(box.script(auto_shutdown=True), **on_vast(vast, **{TIME_SCALE_ENV: "0.001",
+                                                                           "UPS_SELF_STOP_RETRY_S": "0.5"}))
+    finally:
+        timer.cancel()
+    assert result.returncode == 0, result.stdout + result.stderr
+    statuses = [c[4] for c in vast.calls("PUT", "/instances/77/")]
+    assert statuses[-1] == 200 and 429 in statuses and "rate-limited" in result.stdout
+    assert vast.current_row(77, advance=False)["intended_status"] == "stopped"
 
 
 def test_a_run_ended_by_a_signal_is_left_for_the_next_start(box, vast):
@@ -307,11 +347,38 @@ def test_a_run_ended_by_a_signal_is_left_for_the_next_start(box, vast):
     assert vast.requests == []
 
 
-def test_self_stop_off_vast_refuses_to_stop_but_may_skip_the_label(tmp_path):
+def test_without_git_in_the_image_the_script_installs_it_and_clones(box, tmp_path):
+    path = path_without(tmp_path / "bin", {"git", "apt-get"}, apt_get_installs_git=True)
+    result = box.run(box.script(), PATH=path)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "no git in this image" in result.stdout and len(box.train_calls()) == 1
+    assert "install -y -qq git" in (tmp_path / "bin" / "apt-get.calls").read_text()
+
+
+def test_without_git_or_apt_get_the_clone_failure_is_recorded(box, vast, tmp_path):
+    remote = (tmp_path / "remote").as_uri()
+    path = path_without(tmp_path / "bin", {"git", "apt-get"})
+    result = box.run(box.script(auto_shutdown=True, remote_uri=remote), **on_vast(vast, PATH=path))
+    assert result.returncode == 1 and "ERROR: no git" in result.stdout  # the script tees stderr into its log
+    assert read_outcome(remote).phase == "clone"
+    assert [c[2] for c in vast.calls(pattern="/instances/77/")] == [{"state": "stopped"}]
+
+
+def test_self_stop_off_vast_refuses_to_stop_but_may_record_only(tmp_path):
     env = {"PATH": os.environ["PATH"], "HOME": str(tmp_path)}
     run = [sys.executable, "-m", "ups.launch.self_stop", "--outcome", "complete", "--action"]
     refused = subprocess.run([*run, "stop"], env=env, capture_output=True, text=True, timeout=60)
     assert refused.returncode == 2 and "CONTAINER_ID/CONTAINER_API_KEY are not set" in refused.stderr
     assert "Traceback" not in refused.stderr
-    skipped = subprocess.run([*run, "none"], env=env, capture_output=True, text=True, timeout=60)
-    assert skipped.returncode == 0 and "nothing to label" in skipped.stdout
+    remote = (tmp_path / "remote").as_uri()
+    recorded = subprocess.run([*run, "none", "--remote", remote], env=env, capture_output=True, text=True,
+                              timeout=60)
+    assert recorded.returncode == 0 and "not on a Vast instance" in recorded.stdout
+    assert read_outcome(remote).outcome == "completed" and read_outcome(remote).instance_id is None
+
+
+def test_a_self_stop_of_an_instance_already_gone_is_done(box, vast):
+    vast.timelines.pop(77)  # destroyed meanwhile (by you, or by Vast)
+    result = box.run(box.script(auto_shutdown=True), **on_vast(vast))
+    assert result.returncode == 0 and "already gone, nothing to stop" in result.stdout
+    assert len(vast.calls("PUT", "/instances/77/")) == 1  # not retried: nothing is billing

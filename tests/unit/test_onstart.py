@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import random
+import re
 import string
 import subprocess
+from pathlib import Path
 
 import pytest
 
@@ -104,14 +106,21 @@ def test_resume_mode_never_clears_anything():
 
 def test_auto_shutdown_uses_the_vast_api_not_shutdown():
     text = script(auto_shutdown=True, shutdown_action="destroy")
-    assert "shutdown -h" not in text
-    assert "-m ups.launch.self_stop --outcome complete --action destroy" in text
-    assert "--outcome failed --action stop" in text  # a failed run keeps its disk
+    assert "shutdown -h" not in text and "-m ups.launch.self_stop --outcome" in text
+    assert "ups_self_stop complete destroy 0" in text
+    assert "FAIL_ACTION=stop" in text  # a failed run keeps its disk
 
 
-def test_without_auto_shutdown_the_run_only_labels_itself():
+def test_without_auto_shutdown_the_run_only_records_its_outcome():
     text = script()
-    assert "--outcome complete --action none" in text and "--action stop" not in text
+    assert "ups_self_stop complete none 0" in text and "FAIL_ACTION=none" in text
+
+
+def test_every_exit_is_trapped_and_the_remote_scheme_brings_its_extra():
+    text = script(remote_uri="gs://b/p")
+    assert "trap 'ups_on_exit $?' EXIT" in text and "'.[launch,gcs]'" in text
+    assert "import ups.launch.self_stop, gcsfs" in text  # a rerun verifies before skipping the install
+    assert "'.[launch,s3]'" in script(remote_uri="s3://b/p") and "'.[launch]'" in script()
 
 
 def test_local_state_wins_over_the_remote():
@@ -130,9 +139,9 @@ def test_script_and_packed_field_fit_the_limits_at_maximum_input_lengths():
     workspace = "/" + text(127)
     longest = generate_onstart_script(
         text(128), branch=text(100), resume_from_wandb=text(64), auto_shutdown=True,
-        workspace=workspace, repo_url=text(256), remote_uri="s3://" + text(250),
-        resume_from_remote=True, python_exe="/" + text(127), project_dir_name=text(64),
-        install_cmd=[text(84), text(84), text(84)], checkpoint_dir=text(64),
+        workspace=workspace, repo_url=text(200), remote_uri="s3://" + text(200),
+        resume_from_remote=True, python_exe="/" + text(63), project_dir_name=text(64),
+        install_cmd=[text(65), text(65), text(65)], checkpoint_dir=text(64),
     )
     assert len(longest.encode()) < MAX_SCRIPT_BYTES
     field = onstart_field(longest, workspace)
@@ -142,7 +151,7 @@ def test_script_and_packed_field_fit_the_limits_at_maximum_input_lengths():
 
 @pytest.mark.parametrize("field, value", [
     ("branch", "b" * 101), ("config_path", "c" * 129), ("workspace", "/" + "w" * 128), ("resume_from_wandb", "r" * 65),
-    ("repo_url", "u" * 257), ("remote_uri", "s3://" + "p" * 251), ("install_cmd", ["i" * 257]),
+    ("repo_url", "u" * 201), ("remote_uri", "s3://" + "p" * 201), ("install_cmd", ["i" * 201]),
 ])
 def test_values_over_their_length_cap_are_rejected(field, value):
     with pytest.raises(LaunchError):
@@ -168,3 +177,9 @@ def test_the_checkpoint_directory_may_be_nested_or_absolute(value, expected):
 def test_malformed_checkpoint_directories_are_rejected(value):
     with pytest.raises(LaunchError, match="checkpoint directory"):
         script(checkpoint_dir=value)
+
+
+def test_the_instance_installs_the_vastai_range_the_project_pins():
+    pyproject = (Path(__file__).resolve().parents[2] / "pyproject.toml").read_text()
+    pinned = re.search(r'launch = \["(vastai[^"]+)"\]', pyproject).group(1)
+    assert f"pip install -q '{pinned}'" in script(auto_shutdown=True)

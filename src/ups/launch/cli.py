@@ -48,7 +48,9 @@ def _machine_options() -> argparse.ArgumentParser:
     g.add_argument("--disk-gb", type=float, default=50.0, metavar="GB", help="disk to rent (default: 50)")
     g.add_argument("--interruptible", action="store_true",
                    help="rent an interruptible (bid) instance: cheaper, paused when outbid; needs --bid")
-    g.add_argument("--bid", type=float, metavar="USD", help="bid in $/hour for --interruptible")
+    g.add_argument("--bid", type=float, metavar="USD",
+                   help="bid for --interruptible, in $/hour for the whole machine (all its GPUs "
+                        "together, not per GPU); Vast accepts 0.001-128")
     return p
 
 
@@ -97,10 +99,11 @@ def _id_parser(sub, name: str, help_text: str) -> argparse.ArgumentParser:
 
 
 def _add_watch(sub, run: argparse.ArgumentParser, machine: argparse.ArgumentParser) -> None:
-    text = ("Watch an instance; when it is exited/offline/unknown past --down-timeout, or paused "
-            "(outbid) past --stopped-timeout, launch a replacement that resumes from the remote "
-            "(--checkpoint-remote, else --resume-from-wandb) and destroy the lost one. Ends when "
-            "the run labels itself complete, or the instance is stopped or destroyed on request.")
+    text = ("Watch an instance; when it is exited/offline/unknown past --down-timeout, paused "
+            "(outbid, or stopped in the web console) past --stopped-timeout, hung past --hang-timeout, "
+            "or its host cannot start its container, launch a replacement that resumes from the remote "
+            "(--checkpoint-remote, else --resume-from-wandb) and destroy the lost one. Ends when the "
+            "run records its outcome in the remote, or on a stop/destroy made with vast_launch.py.")
     p = sub.add_parser("watch", parents=[run, machine], help="watch an instance and relaunch it when lost",
                        description=text, epilog=f"example:\n  {EXAMPLES['watch']}",
                        formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -113,6 +116,10 @@ def _add_watch(sub, run: argparse.ArgumentParser, machine: argparse.ArgumentPars
                    help="paused (an outbid interruptible instance) this long -> relaunch (default: 1800)")
     p.add_argument("--start-timeout", type=float, default=1800.0, metavar="S",
                    help="still loading or not yet running this long -> relaunch (default: 1800)")
+    p.add_argument("--hang-timeout", type=float, default=3600.0, metavar="S",
+                   help="running, but the run's heartbeat in --checkpoint-remote has not advanced this "
+                        "long -> relaunch; keep it above the longest gap between saved states "
+                        "(default: 3600; 0: off)")
     p.set_defaults(func=commands.cmd_watch)
 
 
@@ -147,10 +154,14 @@ def build_parser() -> argparse.ArgumentParser:
     p = _id_parser(sub, "logs", "print an instance's logs")
     p.add_argument("--tail", type=int, metavar="N", help="only the last N lines")
     p.set_defaults(func=commands.cmd_logs)
-    _id_parser(sub, "stop", "stop an instance (GPU billing ends; disk kept, still billed)").set_defaults(
-        func=commands.cmd_stop)
+    remote_help = ("also record the stop in this remote copy, so a watch on another machine "
+                   "knows it was yours (it is always recorded on this machine)")
+    p = _id_parser(sub, "stop", "stop an instance (GPU billing ends; disk kept, still billed)")
+    p.add_argument("--checkpoint-remote", metavar="URI", help=remote_help)
+    p.set_defaults(func=commands.cmd_stop)
     p = _id_parser(sub, "destroy", "destroy an instance and its disk (all billing ends)")
     p.add_argument("--yes", action="store_true", help="confirm: the disk is deleted")
+    p.add_argument("--checkpoint-remote", metavar="URI", help=remote_help)
     p.set_defaults(func=commands.cmd_destroy)
     _add_watch(sub, run, machine)
     return parser

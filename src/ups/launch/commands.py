@@ -14,11 +14,14 @@ import os
 import re
 import shlex
 import sys
+import time
 from pathlib import Path
 
 from ups.errors import LaunchError
 from ups.launch.onstart import generate_onstart_script, onstart_field
-from ups.launch.vast import CreateRequest, OfferFilter, VastApi
+from ups.launch.ratelimit import spacing
+from ups.launch.requested import is_stop_requested, record_stop
+from ups.launch.vast import CreateRequest, OfferFilter, OfferTaken, VastApi
 from ups.launch.watch import Action, NoOfferError, WatchPolicy, stamp, watch
 
 _ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,127}")
@@ -38,7 +41,7 @@ def forwarded_secrets(names: list[str] | None) -> dict[str, str]:
 
 def offer_filter(args: argparse.Namespace) -> OfferFilter:
     if args.interruptible != (args.bid is not None):
-        raise LaunchError("--interruptible and --bid PRICE go together (the bid is $/hour)")
+        raise LaunchError("--interruptible and --bid PRICE go together (the bid is $/hour for the whole machine)")
     return OfferFilter(
         gpu_name=args.gpu_name, num_gpus=args.num_gpus, max_price=args.max_price,
         min_reliability=args.min_reliability, disk_gb=args.disk_gb,
@@ -97,13 +100,30 @@ def create_request(args: argparse.Namespace, script: str, secrets: dict[str, str
     )
 
 
-def pick_offer(api: VastApi, wanted: OfferFilter, offer_id: int | None = None) -> dict:
-    if offer_id is not None:
-        return {"id": offer_id}
-    offers = api.search_offers(wanted, limit=5)
+def rent(api: VastApi, wanted: OfferFilter, request: CreateRequest, offer_id: int | None = None,
+         log=None) -> tuple[int, dict]:
+    """Create an instance on the cheapest matching offer; a taken offer moves on to the next.
+
+    Offers go fast: one found a moment ago may be rented by the time it is asked for
+    (vast-ai/docs create_instance.yaml: 404 / 410 `no_such_ask`). The next create waits
+    out the create endpoint's minimum interval.
+    """
+    request.check()
+    offers = [{"id": offer_id}] if offer_id is not None else api.search_offers(wanted, limit=5)
     if not offers:
         raise NoOfferError(f"no offer matches {json.dumps(wanted.query())}; relax the filters")
-    return offers[0]
+    taken = []
+    for n, offer in enumerate(offers):
+        if n:
+            time.sleep(spacing("create"))
+        try:
+            return api.create_instance(int(offer["id"]), request), offer
+        except OfferTaken as e:
+            if offer_id is not None:
+                raise  # the offer you named is gone: say so, do not pick another for you
+            taken.append(str(offer["id"]))
+            (log or _log)(f"{stamp()} offer {offer['id']} was taken meanwhile ({e}); trying the next one")
+    raise NoOfferError(f"every matching offer was taken meanwhile (offers {', '.join(taken)}); try again")
 
 
 def _offer_text(offer: dict) -> str:
@@ -142,8 +162,7 @@ def cmd_launch(args: argparse.Namespace) -> int:
         print("# dry run: nothing was sent", file=sys.stderr)
         return 0
     api = VastApi()
-    offer = pick_offer(api, wanted, args.offer_id)
-    instance_id = api.create_instance(int(offer["id"]), request)
+    instance_id, offer = rent(api, wanted, request, args.offer_id)
     print(f"Launched instance {instance_id} from {_offer_text(offer)}")
     print(f"Follow it: python scripts/vast_launch.py watch {instance_id} --config {args.config} ...",
           file=sys.stderr)
@@ -151,8 +170,9 @@ def cmd_launch(args: argparse.Namespace) -> int:
 
 
 def _describe(row: dict) -> str:
-    keys = ("id", "actual_status", "intended_status", "label", "gpu_name", "num_gpus", "dph_total",
-            "is_bid", "ssh_host", "ssh_port", "status_msg")
+    # cur_state/next_state too: with intended_status they are what tells a paused instance
+    keys = ("id", "actual_status", "intended_status", "cur_state", "next_state", "label", "gpu_name", "num_gpus",
+            "dph_total", "is_bid", "ssh_host", "ssh_port", "status_msg")
     return "  ".join(f"{k}={row.get(k)}" for k in keys if row.get(k) not in (None, ""))
 
 
@@ -176,7 +196,17 @@ def cmd_logs(args: argparse.Namespace) -> int:
     return 0
 
 
+def _record_requested(instance_id: int, action: str, remote: str | None) -> None:
+    """Before asking Vast: say the stop is yours, where `watch` reads it (see ups.launch.requested)."""
+    from ups.remote.outcome import STOP_REQUESTED, write_outcome
+
+    record_stop(instance_id, action)
+    if remote:
+        write_outcome(remote, STOP_REQUESTED, instance_id=instance_id, by="user", action=action)
+
+
 def cmd_stop(args: argparse.Namespace) -> int:
+    _record_requested(args.instance_id, "stop", args.checkpoint_remote)
     VastApi().stop(args.instance_id)
     print(f"Stopped instance {args.instance_id} (its disk is kept and still billed; destroy ends billing)")
     return 0
@@ -185,9 +215,50 @@ def cmd_stop(args: argparse.Namespace) -> int:
 def cmd_destroy(args: argparse.Namespace) -> int:
     if not args.yes:
         raise LaunchError(f"destroy deletes instance {args.instance_id} and its disk: add --yes to confirm")
-    VastApi().destroy(args.instance_id)
-    print(f"Destroyed instance {args.instance_id}: all its billing has ended")
+    _record_requested(args.instance_id, "destroy", args.checkpoint_remote)
+    if VastApi().destroy(args.instance_id):
+        print(f"Destroyed instance {args.instance_id}: all its billing has ended")
+    else:
+        print(f"Instance {args.instance_id} was already gone (no_such_instance): nothing is billing")
     return 0
+
+
+class RemoteEvidence:
+    """What `watch` reads besides Vast: the run's records in the remote copy, your stops."""
+
+    def __init__(self, remote: str | None) -> None:
+        self.remote = remote
+        if remote:
+            from ups.remote.fsspec_store import parse_uri
+
+            parse_uri(remote)  # a URI this machine cannot read fails now, in one line, not mid-watch
+
+    def _read(self, reader):
+        try:
+            return reader(self.remote) if self.remote else None
+        except Exception as e:  # a blip of the object store is not evidence either way
+            _log(f"{stamp()} watch: could not read {self.remote} ({type(e).__name__}: {e}); ignored this poll")
+            return None
+
+    def outcome(self, instance_id: int) -> tuple[str, str] | None:
+        from ups.remote.outcome import read_outcome
+
+        record = self._read(read_outcome)
+        if record is None or record.instance_id != instance_id:
+            return None  # an older instance's record says nothing about this one
+        detail = [f"exit code {record.exit_code}" if record.exit_code is not None else "",
+                  f"in {record.phase}" if record.phase else "", f"at {record.at}", f"then {record.action}"
+                  if record.action else "", "by you" if record.by == "user" else ""]
+        return record.outcome, " ".join(filter(None, detail))
+
+    def stop_requested(self, instance_id: int) -> bool:
+        return is_stop_requested(instance_id)
+
+    def heartbeat(self) -> str | None:
+        from ups.remote.outcome import read_heartbeat
+
+        beat = self._read(read_heartbeat)
+        return None if beat is None else f"{beat.tag}@{beat.unix}"
 
 
 def _log(line: str) -> None:
@@ -203,20 +274,30 @@ def cmd_watch(args: argparse.Namespace) -> int:
     script = onstart_script(args, resume_from_remote=bool(args.checkpoint_remote))
     save_script(script, args.onstart_out)
     request = create_request(args, script, secrets)
+    hang = args.hang_timeout if args.checkpoint_remote else 0.0  # the heartbeat lives in that remote
+    if not args.checkpoint_remote:
+        print("note: without --checkpoint-remote, watch cannot read the run's outcome or heartbeat: a run "
+              "that completes and stops itself looks paused (see docs/vast_launcher.md)", flush=True)
     policy = WatchPolicy(down_timeout_s=args.down_timeout, paused_timeout_s=args.stopped_timeout,
-                         start_timeout_s=args.start_timeout, max_relaunches=args.max_relaunches)
+                         start_timeout_s=args.start_timeout, max_relaunches=args.max_relaunches,
+                         hang_timeout_s=hang)
     api = VastApi()
 
     def relaunch() -> int:
-        offer = pick_offer(api, wanted)
-        _log(f"{stamp()} watch: renting {_offer_text(offer)}")
-        return api.create_instance(int(offer["id"]), request)
+        instance_id, offer = rent(api, wanted, request)
+        _log(f"{stamp()} watch: rented {_offer_text(offer)} as instance {instance_id}")
+        return instance_id
 
-    decision, last_id = watch(api, args.instance_id, policy, relaunch, args.poll_seconds, log=_log)
+    decision, last_id = watch(api, args.instance_id, policy, relaunch, args.poll_seconds, log=_log,
+                              evidence=RemoteEvidence(args.checkpoint_remote))
     if decision.action is Action.DONE:
         print(f"{stamp()} watch: finished; instance {last_id}: {decision.reason}")
+        if "then none" in decision.reason:
+            print(f"note: instance {last_id} was not stopped (no --auto-shutdown) and is still billing: "
+                  f"vast_launch.py destroy {last_id} --yes", file=sys.stderr)
         return 0
     print(f"error: instance {last_id}: {decision.action.value}: {decision.reason}"
           + (f"; it was left as is (destroy: vast_launch.py destroy {last_id} --yes)"
-             if decision.action is Action.GIVE_UP else ""), file=sys.stderr)
+             if decision.action in (Action.GIVE_UP, Action.FAILED) and "fix --image" not in decision.reason
+             else ""), file=sys.stderr)
     return 1

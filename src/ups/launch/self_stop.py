@@ -4,12 +4,15 @@ Why not `shutdown -h now` (the spec's line): a Vast instance is a Docker contain
 container cannot power off its host, `shutdown` is usually absent or not permitted, and
 even a container that exits is billed until the *instance* is stopped or destroyed
 through the Vast API. Vast gives each instance its own id and an API key scoped to it
-(`CONTAINER_ID`, `CONTAINER_API_KEY`), which is what this uses.
+(`CONTAINER_ID`, `CONTAINER_API_KEY`), which is what this uses. That key may only start,
+stop or destroy its own instance — it cannot set a label — so the outcome goes into the
+remote copy (`ups.remote.outcome`, `--remote URI`) *before* the stop: `vast_launch.py
+watch` reads it there and tells a finished or failed run from an outbid pause.
 
-The outcome goes into the instance's label (`ups:complete` / `ups:failed`) before the
-stop, so `vast_launch.py watch` can tell a finished run from a lost one.
+A refused call (HTTP 429) is retried by `VastApi` for over a minute; the onstart script
+retries this whole command after that, so a GPU is never left billing by a rate limit.
 
-    python -m ups.launch.self_stop --outcome complete --action stop
+    python -m ups.launch.self_stop --outcome complete --action stop --remote s3://b/run1
 """
 
 from __future__ import annotations
@@ -20,10 +23,7 @@ import sys
 
 from ups.errors import LaunchError
 
-LABEL_TRAINING = "ups:training"
-LABEL_COMPLETE = "ups:complete"
-LABEL_FAILED = "ups:failed"
-OUTCOME_LABELS = {"complete": LABEL_COMPLETE, "failed": LABEL_FAILED}
+OUTCOMES = {"complete": "completed", "failed": "failed"}
 ID_ENV, KEY_ENV = "CONTAINER_ID", "CONTAINER_API_KEY"
 
 
@@ -38,37 +38,60 @@ def own_instance() -> tuple[int, str] | None:
         raise LaunchError(f"{ID_ENV}={raw_id!r} is not an instance id") from e
 
 
-def self_stop(outcome: str, action: str) -> str:
-    """Label this instance with `outcome`, then apply `action` (stop, destroy or none)."""
-    from ups.launch.vast import VastApi  # the SDK is needed only on the instance
+def record(remote: str | None, outcome: str, instance_id: int | None, exit_code: int | None, phase: str,
+           action: str) -> str:
+    """Write the outcome into the remote copy; a failure is reported, and the stop still happens."""
+    if not remote:
+        return "no --remote: the outcome is not recorded"
+    from ups.remote.outcome import write_outcome
 
-    me = own_instance()
-    if me is None:
-        if action == "none":
-            return f"not on a Vast instance ({ID_ENV} unset): nothing to label"
-        raise LaunchError(f"{ID_ENV}/{KEY_ENV} are not set: not on a Vast instance, cannot {action} it")
-    instance_id, key = me
-    api = VastApi(api_key=key)
     try:
-        api.set_label(instance_id, OUTCOME_LABELS[outcome])
-    except LaunchError as e:  # the label helps `watch`; stopping matters more
-        print(f"warning: could not label instance {instance_id}: {e}", file=sys.stderr)
-    if action == "stop":
-        api.stop(instance_id)
-    elif action == "destroy":
-        api.destroy(instance_id)
-    return f"instance {instance_id}: outcome {outcome}, action {action}"
+        write_outcome(remote, OUTCOMES[outcome], instance_id=instance_id, exit_code=exit_code, phase=phase,
+                      action=action)
+    except Exception as e:  # stopping the GPU matters more than the record
+        print(f"warning: could not record the outcome in {remote}: {type(e).__name__}: {e}", file=sys.stderr)
+        return "outcome NOT recorded"
+    return f"outcome recorded in {remote}"
+
+
+def self_stop(outcome: str, action: str, remote: str | None = None, exit_code: int | None = None,
+              phase: str = "") -> str:
+    """Record `outcome` in the remote, then apply `action` (stop, destroy or none)."""
+    me = own_instance()
+    if me is None and action != "none":
+        raise LaunchError(f"{ID_ENV}/{KEY_ENV} are not set: not on a Vast instance, cannot {action} it")
+    recorded = record(remote, outcome, me[0] if me else None, exit_code, phase, action)
+    if me is None:
+        return f"not on a Vast instance ({ID_ENV} unset): {recorded}"
+    instance_id, key = me
+    if action != "none":
+        from ups.launch.vast import VastApi, VastApiError, is_gone  # the SDK is needed only to stop
+
+        api = VastApi(api_key=key)
+        if action == "stop":
+            try:
+                api.stop(instance_id)
+            except VastApiError as e:
+                if not is_gone(e):
+                    raise
+                return f"instance {instance_id}: outcome {outcome}, {recorded}; already gone, nothing to stop"
+        else:
+            api.destroy(instance_id)  # already gone counts as done
+    return f"instance {instance_id}: outcome {outcome}, {recorded}, action {action}"
 
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m ups.launch.self_stop", description=__doc__.splitlines()[0])
-    p.add_argument("--outcome", choices=sorted(OUTCOME_LABELS), required=True)
+    p.add_argument("--outcome", choices=sorted(OUTCOMES), required=True)
     p.add_argument("--action", choices=("stop", "destroy", "none"), required=True,
                    help="stop: billing for GPU ends, disk is kept (and billed); "
-                        "destroy: all billing ends, the disk is deleted; none: label only")
+                        "destroy: all billing ends, the disk is deleted; none: record only")
+    p.add_argument("--remote", metavar="URI", help="the run's --checkpoint-remote: where the outcome goes")
+    p.add_argument("--exit-code", type=int, metavar="N")
+    p.add_argument("--phase", default="", help="where it ended: clone, install, data, train")
     args = p.parse_args(argv)
     try:
-        print(self_stop(args.outcome, args.action), flush=True)
+        print(self_stop(args.outcome, args.action, args.remote, args.exit_code, args.phase), flush=True)
     except LaunchError as e:
         print(f"error: {e}", file=sys.stderr)
         return e.exit_code

@@ -3,7 +3,7 @@
 Why a module of its own: the script is shell, so each value is checked against a
 narrow rule here *and* shell-quoted where it is placed (`ups.launch.onstart`). Either
 defence alone stops `x'; touch /tmp/pwned; '`; both are tested. The length caps keep
-any valid input packable into the 4048 characters Vast accepts for `onstart` (tested
+any valid input packable into the 4096 characters Vast accepts for `onstart` (tested
 with random text at every cap, which compresses worst).
 """
 
@@ -17,14 +17,14 @@ from ups.errors import ConfigError, LaunchError
 RESUME_MODES = ("allow", "must", "never")
 GIT_METHODS = ("clone", "docker")
 SHUTDOWN_ACTIONS = ("stop", "destroy")
-MAX_TEXT_CHARS = 256  # repo URL, install command
-MAX_INSTALL_CHARS = 256
+MAX_TEXT_CHARS = 200  # repo URL, install command: what fits the packed onstart field
+MAX_INSTALL_CHARS = 200
 
 _BRANCH = re.compile(r"[A-Za-z0-9_][A-Za-z0-9._/+-]{0,99}")
 _REL_PATH = re.compile(r"[A-Za-z0-9_.][A-Za-z0-9._/+-]{0,127}")
 _ABS_PATH = re.compile(r"/[A-Za-z0-9._/+-]{0,127}")
 _DIR_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9._-]{0,63}")
-_URI = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://\S{1,250}")
+_URI = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://\S{1,200}")
 _USERINFO = re.compile(r"[^:/]*://[^/]*@")  # scheme://user:password@host
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 

@@ -22,6 +22,7 @@ from typing import Any, Callable, Optional
 
 from ups.errors import RemoteError
 from ups.resume.layout import METADATA_FILE, METRICS_FILE, STATUS_FILE
+from ups.remote.outcome import heartbeat_writer
 from ups.remote.snapshot import Snapshot, named_files, snapshot_tag
 from ups.remote.store import PublishReport, RemoteStore, SnapshotChanged, one_line
 
@@ -79,6 +80,7 @@ class RemoteSync:
         self.upload_seconds = 0.0  # time spent publishing, read by the run's goodput record
         self.last_tag: Optional[str] = None
         self.last_error: Optional[str] = None
+        self._heartbeat = heartbeat_writer(store)  # written after each publish: data first, status, then this
 
     # --- hooks (any thread) ------------------------------------------------------
 
@@ -194,6 +196,7 @@ class RemoteSync:
             return
         self.published += 1
         self.upload_seconds += float(report.seconds or 0.0)
+        self._heartbeat(snap)
         if report.uploaded:  # status-only publishes (progress counters, metrics) are not worth a line
             self.log(f"☁️  synced {snap.tag} to {self.store.description}: {report.uploaded} file(s), "
                      f"{report.bytes / 1e6:.2f} MB in {report.seconds:.2f}s")
