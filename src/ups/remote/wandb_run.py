@@ -26,15 +26,21 @@ from ups.resume.metadata import read_metadata, update_metadata
 GLOBAL_STEP = "trainer/global_step"
 RESUME_MODES = ("allow", "must", "never")
 WANDB_MODES = ("online", "offline", "disabled")
-_RUN_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
+# W&B refuses a run id that is empty, has whitespace at an end or holds one of `:;,#?/'`
+# (wandb 0.31, wandb/sdk/wandb_settings.py `validate_run_id`), and an artifact name over
+# 128 characters (wandb/sdk/artifacts/_validators.py `NAME_MAXLEN`; ours is
+# `ups-checkpoints-<id>`, 16 more). Of what W&B accepts, ups takes what is also safe
+# unquoted in a shell and as a file name: letters, digits and `._+=@-`, not starting with
+# `-` (an option) or `.` (a hidden or parent path). Every id W&B generates itself passes.
+RUN_ID_MAX = 128 - len("ups-checkpoints-")
+_RUN_ID = re.compile(rf"[A-Za-z0-9_][A-Za-z0-9._+=@-]{{0,{RUN_ID_MAX - 1}}}")
+RUN_ID_RULE = f"letters, digits and ._+=@- (not first: . -), 1-{RUN_ID_MAX} characters"
 
 
 def validate_run_id(run_id: str, source: str = "--resume-from-wandb") -> str:
-    """W&B run ids: letters, digits, '-' and '_', 1–64 characters."""
+    """A W&B run id that is also safe in a shell line and a path (see `_RUN_ID`)."""
     if not isinstance(run_id, str) or not _RUN_ID.fullmatch(run_id):
-        raise ConfigError(
-            f"{source}: {run_id!r} is not a valid W&B run id (letters, digits, '-' and '_', 1-64 characters)"
-        )
+        raise ConfigError(f"{source}: {run_id!r} is not a valid W&B run id ({RUN_ID_RULE})")
     return run_id
 
 

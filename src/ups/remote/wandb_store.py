@@ -28,12 +28,23 @@ from ups.resume.atomic import TEMP_PREFIX, fsync_dir
 from ups.resume.layout import STATUS_FILE
 from ups.remote.snapshot import Snapshot
 from ups.remote.store import (
-    NoRemoteCheckpoint, PublishReport, RemoteReader, RemoteStore, SnapshotChanged, check_file, one_line,
+    PublishReport, RemoteReader, RemoteStore, SnapshotChanged, check_file, one_line,
 )
+from ups.remote.wandb_lookup import lookup_artifact, lookup_run, unavailable
 from ups.remote.wandb_run import validate_run_id
 
 ARTIFACT_TYPE = "ups-checkpoint"
 WAIT_SECONDS = 600  # an online upload must be acknowledged within this bound
+
+
+def api_timeout() -> float:
+    """Seconds one API call may take. wandb-core retries a 429 or 5xx inside that bound
+    (then reports "did not respond in time"); `WANDB_HTTP_TIMEOUT` is the SDK's own
+    setting for it (wandb/env.py `HTTP_TIMEOUT`)."""
+    try:
+        return float(os.environ.get("WANDB_HTTP_TIMEOUT") or 60)
+    except ValueError:
+        return 60.0
 
 
 def artifact_name(run_id: str) -> str:
@@ -121,30 +132,20 @@ class WandbStore(RemoteStore):
 
         overrides = {k: v for k, v in (("entity", self.entity), ("project", self.project)) if v}
         try:
-            return wandb.Api(overrides=overrides, timeout=60)
-        except Exception as e:
-            raise RemoteError(f"W&B API: {one_line(e)} (the key is read from WANDB_API_KEY)") from e
+            return wandb.Api(overrides=overrides, timeout=api_timeout())
+        except Exception as e:  # a refused key (AuthenticationError), an unreachable host
+            raise unavailable("anything (the API refused to start)", e) from e
 
     def check_run(self, api: Any) -> None:
-        """NoRemoteCheckpoint when the run does not exist; RemoteError when W&B cannot be asked."""
-        try:
-            api.run(self.run_path)
-        except ValueError as e:  # the SDK's RunNotFoundError is a ValueError
-            raise NoRemoteCheckpoint(f"W&B run {self.run_path} not found ({one_line(e)})") from e
-        except Exception as e:
-            raise RemoteError(f"cannot look up W&B run {self.run_path}: {one_line(e)}") from e
+        """NoRemoteCheckpoint when W&B says the run does not exist; RemoteUnavailableError
+        when it could not be asked (`ups.remote.wandb_lookup`)."""
+        lookup_run(api, self.run_path)
 
     def open_reader(self, api: Any = None) -> RemoteReader:
         api = api or self.api()
         name = "/".join(p for p in (self.entity, self.project, self.artifact) if p) + ":latest"
-        try:
-            if not api.artifact_exists(name, type=ARTIFACT_TYPE):
-                raise NoRemoteCheckpoint(f"W&B run {self.run_path} has no checkpoints (no artifact {name})")
-            art = api.artifact(name, type=ARTIFACT_TYPE)
-        except RemoteError:
-            raise
-        except Exception as e:
-            raise RemoteError(f"cannot read {name}: {one_line(e)}") from e
+        # Not `api.artifact_exists`: it answers False for a 403, 429 or 5xx (see wandb_lookup).
+        art = lookup_artifact(api, name, ARTIFACT_TYPE, self.run_path)
         return _WandbReader(art, self.description)
 
 
