@@ -66,6 +66,9 @@ class RemoteStore(ABC):
     def open_reader(self) -> RemoteReader:
         """The latest copy; raises NoRemoteCheckpoint when there is none."""
 
+    def probe(self) -> None:
+        """Before training: raise RemoteUnavailableError when no copy can be kept here."""
+
     def close(self) -> None:
         """Release clients; the default holds none."""
 

@@ -22,6 +22,7 @@ from typing import Any, Callable, Optional
 
 from ups.errors import RemoteError
 from ups.resume.layout import METADATA_FILE, METRICS_FILE, STATUS_FILE
+from ups.remote.object_store import is_permanent
 from ups.remote.snapshot import Snapshot, named_files, snapshot_tag
 from ups.remote.store import PublishReport, RemoteStore, SnapshotChanged, one_line
 
@@ -168,13 +169,23 @@ class RemoteSync:
             self._failed(f"the status keeps naming files that are not there ({one_line(e)})")
             return
         except Exception as e:  # a network error must never stop training
-            self._failed(one_line(e) if isinstance(e, RemoteError) else f"upload failed: {one_line(e)}")
+            self._failed(one_line(e) if isinstance(e, RemoteError) else f"upload failed: {one_line(e)}",
+                         permanent=is_permanent(e))
             return
         self._published(snap, report)
 
-    def _failed(self, error: str) -> None:
+    def _failed(self, error: str, permanent: bool = False) -> None:
         self.last_error = error
-        delay = BACKOFF_SECONDS[min(self._failures_in_row, len(BACKOFF_SECONDS) - 1)]
+        if permanent and self._closing:
+            # No bucket, no rights, no credentials: waiting out the exit grace period fixes nothing.
+            self.log(f"⚠️  remote sync to {self.store.description} failed ({error}); not retried")
+            with self._cond:
+                self._abandoned = True
+            return
+        # A permanent error waits the longest backoff: it is retried (the operator may fix the
+        # rights meanwhile) but never hammers the store.
+        step = len(BACKOFF_SECONDS) - 1 if permanent else min(self._failures_in_row, len(BACKOFF_SECONDS) - 1)
+        delay = BACKOFF_SECONDS[step]
         self._failures_in_row += 1
         self.log(f"⚠️  remote sync to {self.store.description} failed ({error}); retrying in {delay:.0f}s")
         self._retry(delay)

@@ -56,6 +56,8 @@ class Session:
     @contextlib.contextmanager
     def locked(self) -> Iterator[None]:
         target = open_store(self.remote) if self.remote else None  # a bad URI fails before anything runs
+        if target is not None:
+            target.probe()  # no bucket, no rights, no credentials: one line now, not after the training
         self._download()
         run = start_wandb(self.cfg, self.cfg.checkpoint_dir, run_id=None if self.mode == "never" else self.run_id,
                           resume=self.mode if (self.run_id or self.resume_from) else None)
