@@ -6,13 +6,16 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
+import sys
 
 import pytest
 
-from tests.helpers import assert_bit_identical, checkpoint_dir, train, write_config
+from tests.helpers import REPO, assert_bit_identical, checkpoint_dir, train, write_config
 from tests.remote_fixtures import complete_stage, operator_done_diffusion_running
-from tests.s3_server import AWS_VARS, MotoServer
+from tests.s3_server import AWS_VARS, MotoServer, free_port
 from ups.commands.common import run_main
+from ups.commands.status import main as status_main
 from ups.commands.train import main as train_main
 from ups.errors import RemoteUnavailableError
 from ups.remote.fsspec_store import FsspecStore
@@ -153,3 +156,25 @@ def test_the_documented_endpoint_setting_keeps_a_copy_a_fresh_machine_resumes_fr
     resumed = train(fresh, "--stage", "all", "--resume-from", "s3://ckpt/run1", env=env, check=True)
     assert resumed.stdout.count("skip      completed, outputs verified") == 4
     assert_bit_identical(reference_run, checkpoint_dir(fresh))
+
+
+@pytest.mark.parametrize("case", ["no credentials", "wrong credentials", "unreachable endpoint"])
+def test_ups_status_of_a_remote_that_cannot_be_read_is_one_line_and_exit_2(tmp_path, moto, moto_auth, case):
+    env = {"no credentials": moto.env(key=None), "wrong credentials": moto_auth.env(key="AKIAWRONGKEY", secret="x"),
+           "unreachable endpoint": {**moto.env(), "AWS_ENDPOINT_URL": f"http://127.0.0.1:{free_port()}"}}[case]
+    env = {**{k: v for k, v in os.environ.items() if k not in AWS_VARS}, **env}
+    proc = subprocess.run([sys.executable, str(REPO / "scripts" / "show_training_status.py"), "s3://ckpt/run1"],
+                          env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 2 and len(proc.stderr.strip().splitlines()) == 1, proc.stderr[-2000:]
+    assert proc.stderr.startswith("error: cannot read s3://ckpt/run1: ")
+
+
+def test_ups_status_of_a_remote_copy_says_the_trainer_is_unknown_and_continues_with_resume_from(
+        tmp_path, s3, capsys):
+    s3()
+    operator_done_diffusion_running(tmp_path)
+    FsspecStore("s3://ckpt/run1").publish(take_snapshot(tmp_path), tmp_path)
+    assert run_main(status_main, ["s3://ckpt/run1", "--verify", "size"]) == 0
+    out = capsys.readouterr().out
+    assert "Trainer:              unknown" in out
+    assert "continue with: python scripts/train.py --config <config> --stage all --resume-from s3://ckpt/run1" in out
