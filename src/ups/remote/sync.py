@@ -132,6 +132,10 @@ class RemoteSync:
         if self.last_error:
             return SyncOutcome(False, f"⚠️  Remote copy NOT up to date: {self.store.description}: {self.last_error}; "
                                       f"{holds}. The local checkpoint directory is complete.")
+        note = self.store.pending_note()
+        if note:  # nothing left the machine: say where it is, not "up to date"
+            return SyncOutcome(True, f"✓ Checkpoints logged offline to {self.store.description} ({self.last_tag}): "
+                                     f"{note}")
         return SyncOutcome(True, f"✓ Remote copy up to date: {self.store.description} ({self.last_tag}, "
                                  f"flushed in {waited:.1f}s)")
 
@@ -160,6 +164,8 @@ class RemoteSync:
             snap = take_snapshot(self.dir)
             if snap is None:
                 return  # nothing recorded yet; the first saved state asks again
+            if not self.store.should_publish(snap, final=self._closing):
+                return  # e.g. offline W&B: only completed stages and the last state are logged
             report = self.store.publish(snap, self.dir)
         except SnapshotChanged as e:
             self._changes_in_row += 1

@@ -25,7 +25,7 @@ from typing import Any, Optional
 
 from ups.errors import RemoteError
 from ups.resume.atomic import TEMP_PREFIX, fsync_dir
-from ups.resume.layout import STATUS_FILE
+from ups.resume.layout import STATE_DIR, STATUS_FILE
 from ups.remote.snapshot import Snapshot
 from ups.remote.store import (
     PublishReport, RemoteReader, RemoteStore, SnapshotChanged, check_file, one_line,
@@ -65,12 +65,28 @@ class WandbStore(RemoteStore):
         self.run_path = "/".join(p for p in (entity, project, self.run_id) if p)
         self.description = "W&B artifact " + "/".join(p for p in (entity, project, self.artifact) if p)
         self._last: Optional[tuple[bytes, dict[str, bytes]]] = None
+        self._completed_sent: Optional[frozenset[str]] = None
 
     @classmethod
     def for_run(cls, run: Any) -> "WandbStore":
         return cls(run.id, entity=run.entity, project=run.project, run=run)
 
     # --- publishing ---------------------------------------------------------
+
+    def should_publish(self, snap: Snapshot, final: bool) -> bool:
+        """Offline, each logged version keeps a full staged copy of its files until `wandb sync`
+        (the SDK copies them into WANDB_DATA_DIR): so only stage completions and the session's
+        last state are logged, not every periodic state. Online, everything is."""
+        if final or self.run is None or not is_offline(self.run):
+            return True
+        return _completed_stages(snap) != self._completed_sent
+
+    def pending_note(self) -> Optional[str]:
+        if self.run is None or not is_offline(self.run):
+            return None
+        from ups.remote.wandb_run import sync_dir
+
+        return f"kept locally until `wandb sync {sync_dir(self.run)}`"
 
     def publish(self, snap: Snapshot, local_dir: Path) -> PublishReport:
         if self.run is None:
@@ -98,6 +114,7 @@ class WandbStore(RemoteStore):
             except Exception as e:
                 raise RemoteError(f"uploading {self.description} failed: {one_line(e)}") from e
         self._last = (snap.status_bytes, dict(snap.extras))
+        self._completed_sent = _completed_stages(snap)
         return PublishReport(uploaded=len(snap.files), bytes=sum(f.size for f in snap.files),
                              seconds=time.perf_counter() - started)
 
@@ -180,6 +197,11 @@ class _WandbReader(RemoteReader):
             return Path(entry.download(root=str(root), skip_cache=True))
         except Exception as e:
             raise RemoteError(f"cannot download {name} from {self.description}: {one_line(e)}") from e
+
+
+def _completed_stages(snap: Snapshot) -> frozenset[str]:
+    """Stages whose outputs (not a resumable state under state/) the snapshot holds."""
+    return frozenset(f.stage for f in snap.files if not f.name.startswith(f"{STATE_DIR}/"))
 
 
 def _remove(paths: list[str]) -> None:

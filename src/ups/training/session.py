@@ -25,7 +25,7 @@ from ups.errors import RemoteError
 from ups.remote.download import download_checkpoint
 from ups.remote.store import NoRemoteCheckpoint, RemoteStore, open_store
 from ups.remote.sync import FLUSH_SECONDS, RemoteSync
-from ups.remote.wandb_run import finish_wandb, start_wandb, validate_resume_mode, validate_run_id
+from ups.remote.wandb_run import export_mode, finish_wandb, start_wandb, validate_resume_mode, validate_run_id
 from ups.remote.wandb_store import WandbStore
 from ups.resume.signals import TrainingInterrupted
 from ups.training.runner import RunOptions, run_pipeline
@@ -37,6 +37,7 @@ def train_from_args(cfg: Config, args: argparse.Namespace) -> int:
         raise RemoteError("give one of --resume-from-wandb RUN_ID and --resume-from URI, not both")
     run_id = validate_run_id(args.resume_from_wandb) if args.resume_from_wandb else None
     mode = validate_resume_mode(args.resume_mode)
+    export_mode(cfg)  # before anything sets the SDK up: offline and disabled send nothing
     resuming = bool(run_id or args.resume_from)
     opts = RunOptions(stage=args.stage, auto_resume=args.auto_resume or resuming, device=args.device,
                       config_path=args.config)
