@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 
@@ -178,3 +179,28 @@ def test_ups_status_of_a_remote_copy_says_the_trainer_is_unknown_and_continues_w
     out = capsys.readouterr().out
     assert "Trainer:              unknown" in out
     assert "continue with: python scripts/train.py --config <config> --stage all --resume-from s3://ckpt/run1" in out
+
+
+def documented_env(provider: str) -> dict[str, str]:
+    """The variables of the guide's `# <provider>` block (docs/checkpoint_resume_guide.md)."""
+    text = (REPO / "docs" / "checkpoint_resume_guide.md").read_text()
+    block = re.search(rf"```ini\n# {provider}[^\n]*\n(.*?)```", text, re.S).group(1)
+    return dict(line.split("=", 1) for line in block.strip().splitlines())
+
+
+@pytest.mark.parametrize("provider", ["MinIO", "Cloudflare R2", "Backblaze B2"])
+def test_the_guide_names_the_same_variables_for_every_s3_compatible_store(provider):
+    assert set(documented_env(provider)) == {"AWS_ENDPOINT_URL", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY",
+                                             "AWS_DEFAULT_REGION"}
+
+
+def test_the_documented_minio_setting_reaches_an_s3_server_on_loopback(tmp_path, shared_data, moto, s3):
+    s3()
+    documented = documented_env("MinIO")
+    ours = moto.env()
+    env = {**{k: v for k, v in os.environ.items() if k not in AWS_VARS}, **{"AWS_EC2_METADATA_DISABLED": "true"}}
+    env.update({name: ours.get(name, value) for name, value in documented.items()})  # same names, loopback values
+    config = write_config(tmp_path, data_root=shared_data)
+    proc = train(config, *ONE_EPOCH, "--checkpoint-remote", "s3://ckpt/minio-run", env=env, check=True)
+    assert "✓ Remote copy up to date: s3://ckpt/minio-run" in proc.stdout
+    assert json.loads(s3().cat_file("ckpt/minio-run/stage_status.json"))["stages"]["operator"]["status"] == "completed"
