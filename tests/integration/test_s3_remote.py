@@ -13,12 +13,13 @@ import sys
 import pytest
 
 from tests.helpers import REPO, assert_bit_identical, checkpoint_dir, train, write_config
-from tests.remote_fixtures import complete_stage, operator_done_diffusion_running
+from tests.remote_fixtures import complete_stage, operator_done_diffusion_running, save_state
 from tests.s3_server import AWS_VARS, MotoServer, free_port
 from ups.commands.common import run_main
 from ups.commands.status import main as status_main
 from ups.commands.train import main as train_main
 from ups.errors import RemoteUnavailableError
+from ups.remote.download import download_checkpoint
 from ups.remote.fsspec_store import FsspecStore
 from ups.remote.store import NoRemoteCheckpoint
 from ups.remote.sync import take_snapshot
@@ -204,3 +205,21 @@ def test_the_documented_minio_setting_reaches_an_s3_server_on_loopback(tmp_path,
     proc = train(config, *ONE_EPOCH, "--checkpoint-remote", "s3://ckpt/minio-run", env=env, check=True)
     assert "✓ Remote copy up to date: s3://ckpt/minio-run" in proc.stdout
     assert json.loads(s3().cat_file("ckpt/minio-run/stage_status.json"))["stages"]["operator"]["status"] == "completed"
+
+
+def test_a_corrupt_newest_state_on_the_server_costs_one_interval_not_the_stage(tmp_path, s3):
+    fs = s3()
+    local, fresh = tmp_path / "local", tmp_path / "fresh"
+    operator_done_diffusion_running(local, step=4)
+    store = FsspecStore("s3://ckpt/run1")
+    store.publish(take_snapshot(local), local)
+    newest = save_state(local, "diff_residual", 8)
+    store.publish(take_snapshot(local), local)
+    assert fs.exists("ckpt/run1/state/diff_residual/step-000000004.pt"), "the previous state is kept one publish"
+    fs.pipe_file(f"ckpt/run1/{newest}", b"corrupted on the server")
+    report = download_checkpoint(FsspecStore("s3://ckpt/run1"), fresh, log=lambda *_: None)
+    details = json.loads((fresh / "stage_status.json").read_text())["details"]["diff_residual"]
+    assert details["resume_state"]["step"] == 4 and details["step"] == 4
+    assert (fresh / "state/diff_residual/step-000000004.pt").is_file() and not (fresh / newest).exists()
+    assert report.unverified == [] and json.loads((fresh / "stage_status.json").read_text())["stages"][
+        "diff_residual"]["status"] == "in_progress"

@@ -32,7 +32,7 @@ from ups.errors import RemoteError, RemoteUnavailableError
 from ups.resume.atomic import TEMP_PREFIX, atomic_path, atomic_write_bytes
 from ups.resume.layout import STATE_DIR, STATUS_FILE
 from ups.remote import object_store
-from ups.remote.snapshot import NamedFile, Snapshot, named_files
+from ups.remote.snapshot import NamedFile, Snapshot, encode_status, named_files, resume_states, with_previous_states
 from ups.remote.store import (
     NoRemoteCheckpoint, PublishReport, RemoteReader, RemoteStore, SnapshotChanged, one_line,
 )
@@ -89,6 +89,7 @@ class FsspecStore(RemoteStore):
         self._have: Optional[dict[str, str]] = None  # remote name -> sha256 known to be there
         self._last: Optional[tuple[bytes, dict[str, bytes]]] = None
         self._named_before: set[str] = set()
+        self._states_before: dict[str, dict] = {}  # stage -> the state the last remote status named
 
     def _path(self, name: str) -> str:
         return posixpath.join(self.root, name)
@@ -112,14 +113,17 @@ class FsspecStore(RemoteStore):
             for name, data in snap.extras.items():
                 self._put_bytes(name, data)
             report.uploaded += self._confirm(snap, Path(local_dir))
-            self._put_bytes(STATUS_FILE, snap.status_bytes)  # last: now it may name the files above
+            status = _loads(snap.status_bytes)
+            remote_status = encode_status(with_previous_states(status, self._states_before))
+            self._put_bytes(STATUS_FILE, remote_status)  # last: now it may name the files above
         except RemoteError:
             raise
         except Exception as e:
             raise RemoteError(f"upload to {self.description} failed: {one_line(e)}") from e
         named = {f.name for f in snap.files}
-        self._prune(keep=named | self._named_before)
+        self._prune(keep=named | self._named_before)  # the previous status's state stays: it is named too
         self._named_before = named
+        self._states_before = resume_states(status)
         self._last = (snap.status_bytes, dict(snap.extras))
         report.seconds = time.perf_counter() - started
         return report
@@ -148,6 +152,8 @@ class FsspecStore(RemoteStore):
                     have[f.name] = f.sha256
             self._have = have
             self._named_before = set(have)
+            if isinstance(status, dict) and "stages" in status:
+                self._states_before = resume_states(status)
         return self._have
 
     def _remote_size(self, name: str) -> Optional[int]:
