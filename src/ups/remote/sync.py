@@ -103,31 +103,48 @@ class RemoteSync:
         self.request(urgent=True)
         return self
 
-    def close(self, timeout: float) -> SyncOutcome:
-        """Publish the final state, wait at most `timeout` seconds, print and return the outcome."""
+    def close(self, timeout: float, signalled: Optional[threading.Event] = None,
+              grace: Optional[float] = None) -> SyncOutcome:
+        """Publish the final state, wait at most `timeout` seconds, print and return the outcome.
+
+        A stop signal during the wait (`signalled`) cuts what is left of it to `grace`
+        seconds: a machine being preempted has no time for a 600 s flush.
+        """
         started = self.clock()
         with self._cond:
             self._closing = True
             self._dirty = self._urgent = True
             self._retry_at = float("-inf")
             self._cond.notify_all()
-        if self._thread is not None:
-            self._thread.join(timeout)
+        cut = self._join(started + timeout, signalled, grace)
         pending = self._thread is not None and self._thread.is_alive()
         with self._cond:
             self._abandoned = True
             self._cond.notify_all()
-        outcome = self._outcome(pending, timeout, self.clock() - started)
+        outcome = self._outcome(pending, timeout, self.clock() - started, cut)
         self.log(outcome.message)
         self.store.close()
         return outcome
 
-    def _outcome(self, pending: bool, timeout: float, waited: float) -> SyncOutcome:
+    def _join(self, deadline: float, signalled: Optional[threading.Event], grace: Optional[float]) -> bool:
+        """Wait for the thread until `deadline`; True when a signal cut the wait short."""
+        cut = False
+        while self._thread is not None and self._thread.is_alive():
+            now = self.clock()
+            if not cut and signalled is not None and signalled.is_set() and grace is not None:
+                cut, deadline = True, min(deadline, now + grace)
+            if now >= deadline:
+                break
+            self._thread.join(min(0.2, deadline - now))
+        return cut
+
+    def _outcome(self, pending: bool, timeout: float, waited: float, cut: bool = False) -> SyncOutcome:
         holds = f"it holds {self.last_tag}" if self.last_tag else "it holds nothing from this run"
         if pending:
             why = f"last error: {self.last_error}" if self.last_error else "the upload is still running"
+            within = "before the stop signal's grace ran out" if cut else f"within {timeout:.0f}s"
             return SyncOutcome(False, f"⚠️  Remote copy NOT up to date: {self.store.description} not flushed "
-                                      f"within {timeout:.0f}s ({why}); {holds}. "
+                                      f"{within} ({why}); {holds}. "
                                       "The local checkpoint directory is complete.")
         if self.last_error:
             return SyncOutcome(False, f"⚠️  Remote copy NOT up to date: {self.store.description}: {self.last_error}; "

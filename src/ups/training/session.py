@@ -18,6 +18,8 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import signal
+import threading
 from typing import Any, Iterator, Optional
 
 from ups.config import Config
@@ -48,6 +50,26 @@ def train_from_args(cfg: Config, args: argparse.Namespace) -> int:
     return 0
 
 
+@contextlib.contextmanager
+def _stop_signals_noted() -> Iterator[threading.Event]:
+    """While the final flush waits, SIGTERM / SIGINT set an event instead of going unheard.
+
+    (The training's own handlers only set a flag the training loop reads, and the loop has
+    ended by now.) The previous handlers are restored afterwards; off the main thread,
+    where Python allows no handlers, the event simply never fires.
+    """
+    event = threading.Event()
+    if threading.current_thread() is not threading.main_thread():
+        yield event
+        return
+    previous = {sig: signal.signal(sig, lambda *_: event.set()) for sig in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        yield event
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
 class Session:
     def __init__(self, cfg: Config, opts: RunOptions, *, run_id: Optional[str], resume_from: Optional[str],
                  mode: str, remote: Optional[str]):
@@ -75,8 +97,10 @@ class Session:
             ending, code = "interrupted", e.exit_code
             raise
         finally:
-            bound = self.cfg.checkpoint.flush_on_signal_seconds if ending == "interrupted" else FLUSH_SECONDS[ending]
-            outcome = sync.close(bound) if sync else None
+            grace = self.cfg.checkpoint.flush_on_signal_seconds
+            bound = grace if ending == "interrupted" else FLUSH_SECONDS[ending]
+            with _stop_signals_noted() as signalled:  # a SIGTERM during a long final flush cuts it to the grace
+                outcome = sync.close(bound, signalled=signalled, grace=grace) if sync else None
             finish_wandb(run, code)
         if outcome is not None and not outcome.ok:
             raise RemoteError(f"training finished, but the remote copy at {sync.store.description} is not up to "
