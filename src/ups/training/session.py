@@ -4,6 +4,8 @@ Everything here happens while the checkpoint directory is locked (`RunOptions.on
 a second trainer started by mistake fails on the lock *before* it downloads over
 the first one's files or logs into its W&B run. In order:
 
+0. `--checkpoint-remote URI`: probe it (write, read back, delete one object), so a
+   missing bucket or a refused key is one line now, not after the training.
 1. `--resume-from URI` / `--resume-from-wandb RUN_ID`: download and verify the
    latest remote snapshot into the checkpoint directory (then `--auto-resume`).
 2. Start or continue the W&B run (the id persisted in metadata.json, the one given,
