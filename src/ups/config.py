@@ -206,6 +206,9 @@ class WandbConfig(_Section):
     project: str = "ups"
     entity: Optional[str] = None
     mode: Literal["online", "offline", "disabled"] = "online"
+    # online, but W&B cannot be reached at start: "error" stops at once; "offline" trains and
+    # logs locally, printing the `wandb sync` command that uploads it later.
+    fallback: Literal["error", "offline"] = "error"
     run_name: Optional[str] = None
     group: Optional[str] = None
     tags: list[str] = []

@@ -58,6 +58,13 @@ class RemoteError(UpsError):
     exit_code = EXIT_USAGE
 
 
+class RemoteUnavailableError(RemoteError):
+    """A remote store (W&B, an fsspec URI) could not be asked: auth, permission, rate limit,
+    server error, timeout, DNS. Never read as "nothing there": the message names the answer."""
+
+    exit_code = EXIT_USAGE
+
+
 class LaunchError(UpsError):
     """A Vast.ai launch, watch or self-stop request is invalid or was refused.
 

@@ -193,7 +193,7 @@ def test_a_non_local_store_is_read_through_fsspec(finished_run):
         fs.pipe(f"/run-under-test/{name}", (ckpt / name).read_bytes())
     try:
         facts = gather("memory://run-under-test")
-        assert facts["trainer"] is None
+        assert facts["trainer"] == {"remote": True, "alive": None}, "a remote copy: the trainer is unknown"
         assert facts["stages"]["operator"]["outputs"]["operator_ema.pt"]["check"] == "verified"
         assert facts["stages"]["diff_residual"]["outputs"]["diffusion_residual.pt"]["check"] == "missing"
         fs.pipe(f"/run-under-test/{STATUS_FILE}", b"{not json")

@@ -61,7 +61,8 @@ def test_offline_mode_logs_metrics_and_checkpoint_artifacts_and_a_resume_continu
     assert len(runs) == 2 and all(r.name.endswith(f"-{run_id}") for r in runs), "the resume continued the run"
     assert "continuing from step 28" in resumed.stdout
     assert f"Keeping a remote copy at W&B artifact ups-test/ups-checkpoints-{run_id}" in resumed.stdout
-    assert "✓ Remote copy up to date" in resumed.stdout
+    assert "✓ Checkpoints logged offline to W&B artifact" in resumed.stdout, "never 'up to date': nothing left"
+    assert "kept locally until `wandb sync " in resumed.stdout and "Remote copy up to date" not in resumed.stdout
     records = b"".join(p.read_bytes() for r in runs for p in r.glob("*.wandb"))
     assert b"trainer/global_step" in records and f"ups-checkpoints-{run_id}".encode() in records
     assert b"operator-completed" in records  # the alias of the last version

@@ -282,3 +282,42 @@ def test_a_status_naming_a_file_that_is_gone_for_good_is_reported_not_retried_fo
     outcome = sync.close(timeout=3)
     assert not outcome.ok and "keeps naming files that are not there" in outcome.message
     assert not (tmp_path / "remote" / STATUS_FILE).exists()
+
+
+def test_a_stop_signal_during_a_long_final_flush_cuts_it_to_the_grace(tmp_path):
+    operator_done_diffusion_running(tmp_path)
+
+    class Down(RemoteStore):
+        description = "a store that is down"
+
+        def publish(self, snap, local_dir):
+            raise RemoteError("connection reset")  # transient: retried until the bound
+
+        def open_reader(self):
+            raise NotImplementedError
+
+    signalled = threading.Event()
+    sync = RemoteSync(Down(), tmp_path, every_seconds=0, log=lambda *_: None).start()
+    threading.Timer(0.3, signalled.set).start()
+    outcome = sync.close(3600, signalled=signalled, grace=0.2)  # without the signal: an hour
+    assert not outcome.ok and "before the stop signal's grace ran out" in outcome.message
+    assert "connection reset" in outcome.message
+
+
+def test_a_permanent_error_is_not_retried_through_the_final_flush(tmp_path):
+    operator_done_diffusion_running(tmp_path)
+    lines: list[str] = []
+
+    class Refused(RemoteStore):
+        description = "s3://gone/run1"
+
+        def publish(self, snap, local_dir):
+            raise RemoteError("upload refused") from PermissionError("Access Denied")
+
+        def open_reader(self):
+            raise NotImplementedError
+
+    sync = RemoteSync(Refused(), tmp_path, every_seconds=0, log=lines.append).start()
+    outcome = sync.close(3600)  # it would retry for an hour if it thought waiting could help
+    assert not outcome.ok and "upload refused" in outcome.message
+    assert any("not retried" in line for line in lines)

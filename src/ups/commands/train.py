@@ -41,8 +41,9 @@ def build_parser(prog: str = "train.py") -> argparse.ArgumentParser:
     p.add_argument("--resume-from-wandb", metavar="RUN_ID",
                    help="download the checkpoints of this W&B run, continue the same run, then auto-resume")
     p.add_argument("--resume-mode", choices=("allow", "must", "never"), default="allow",
-                   help="W&B resume mode: allow (default) resume if the run exists, must: fail if it does not, "
-                        "never: start a new run")
+                   help="when the source of --resume-from-wandb / --resume-from holds nothing: allow (default) "
+                        "start from scratch, must: fail; never: start a new W&B run. A source that cannot be "
+                        "asked (auth, 403, 429, 5xx, timeout) is an error under every mode")
     p.add_argument("--resume-from", metavar="URI",
                    help="download a checkpoint directory from a remote store (file://, s3://, gs://, ...) "
                         "then auto-resume")

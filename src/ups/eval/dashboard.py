@@ -58,6 +58,7 @@ def gather(uri: str | Path, verify: str = "sha256", now: Optional[datetime] = No
         "schema_version": status.get("schema_version"),
         "created_at": status.get("created_at"),
         "trainer": trainer,
+        "resume_from": None if loc.is_local else loc.uri,  # a remote copy continues on another machine
         "stages": stages,
         "pipeline": {k: metadata.get(k) for k in PIPELINE_KEYS if k in metadata},
         "wandb": metadata.get("training_wandb"),
@@ -85,7 +86,9 @@ def read_status(loc: Location) -> dict[str, Any]:
             return read_status_file(copy)
         except StatusFileError as e:
             msg = str(e).replace(str(copy), f"{loc.uri}/{STATUS_FILE}").replace(tmp, loc.uri)
-            raise StatusFileError(msg + " (after downloading the directory: --rebuild works on local directories)") from e
+            # --resume-from fetches only what the status names, so it cannot repair a corrupt one
+            raise StatusFileError(msg + f" (copy the whole prefix first, e.g. `aws s3 sync {loc.uri} DIR`, then "
+                                  "`ups status --rebuild DIR`)") from e
 
 
 def read_metadata(loc: Location) -> tuple[dict[str, Any], list[str]]:
@@ -109,7 +112,7 @@ def live_trainer(loc: Location) -> Optional[dict[str, Any]]:
     non-empty text with a live pid on this host means a trainer is running.
     """
     if not loc.is_local:
-        return None
+        return {"remote": True, "alive": None}  # the trainer's machine cannot be seen from a remote copy
     try:
         holder = json.loads((Path(loc.root) / LOCK_FILE).read_text() or "{}")
     except (OSError, ValueError):

@@ -9,6 +9,8 @@ resumable states on disk; the command that continues the run.
 
 from __future__ import annotations
 
+import shlex
+
 from typing import Any, Optional
 
 from ups.eval.dashboard import parse_time
@@ -63,6 +65,8 @@ def render(facts: dict[str, Any]) -> str:
 def _trainer(trainer: Optional[dict[str, Any]]) -> list[str]:
     if not trainer:
         return []
+    if trainer.get("remote"):
+        return ["Trainer:              unknown (a remote copy: its trainer's machine is not visible from here)"]
     if trainer.get("alive"):
         return [f"Trainer:              running (pid {trainer['pid']} on {trainer['host']})"]
     if trainer.get("alive") is None:
@@ -80,7 +84,7 @@ def _stages(facts: dict[str, Any]) -> list[str]:
                      f"{format_timestamp(st.get('completed_at'))}")
     config = (facts.get("pipeline") or {}).get("config_path") or "<config>"
     for name in STAGE_NAMES:
-        lines += _progress(name, facts["stages"][name], config)
+        lines += _progress(name, facts["stages"][name], config, facts.get("resume_from"))
     return lines
 
 
@@ -89,7 +93,7 @@ def status_cell(state: str) -> str:
     return f"{ICONS.get(state, '?')} {state}" + " " * max(1, STATUS_WIDTH - 3 - len(state))
 
 
-def _progress(name: str, st: dict[str, Any], config: str) -> list[str]:
+def _progress(name: str, st: dict[str, Any], config: str, resume_from: Optional[str] = None) -> list[str]:
     """For an unfinished stage: how far it got, when it last saved, what happened."""
     if st["state"] in ("completed", "not_started"):
         return []
@@ -108,7 +112,8 @@ def _progress(name: str, st: dict[str, Any], config: str) -> list[str]:
     if st.get("error_message"):
         out.append(f"    error: {st['error_message']}")
     if st["state"] != "running":
-        out.append(f"    continue with: python scripts/train.py --config {config} --stage all --auto-resume")
+        source = f"--resume-from {shlex.quote(resume_from)}" if resume_from else "--auto-resume"
+        out.append(f"    continue with: python scripts/train.py --config {config} --stage all {source}")
     return out
 
 

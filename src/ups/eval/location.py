@@ -15,7 +15,7 @@ from typing import Any, Optional
 
 import fsspec
 
-from ups.errors import CheckpointError, RemoteError
+from ups.errors import CheckpointError, RemoteError, RemoteUnavailableError
 
 CHUNK = 1 << 20
 
@@ -46,11 +46,17 @@ class Location:
     def _path(self, name: str) -> str:
         return f"{self.root}/{name}"
 
+    def _unreachable(self, e: BaseException) -> RemoteUnavailableError:
+        # botocore's NoCredentialsError / EndpointConnectionError are not OSErrors: catch them all
+        from ups.remote.object_store import describe
+
+        return RemoteUnavailableError(f"cannot read {self.uri}: {describe(e)}")
+
     def require_dir(self) -> None:
         try:
             ok = self.fs.isdir(self.root)
-        except OSError as e:
-            raise RemoteError(f"cannot reach {self.uri}: {e}") from e
+        except Exception as e:  # noqa: BLE001 - one line for every way a remote refuses
+            raise self._unreachable(e) from e
         if not ok:
             raise CheckpointError(f"checkpoint directory not found: {self.display}")
 
@@ -61,8 +67,8 @@ class Location:
                 return f.read().decode("utf-8", errors="replace")
         except FileNotFoundError:
             return None
-        except OSError as e:
-            raise RemoteError(f"cannot read {self._path(name)}: {e}") from e
+        except Exception as e:  # noqa: BLE001
+            raise self._unreachable(e) from e
 
     def read_json(self, name: str) -> Any:
         text = self.read_text(name)
@@ -74,6 +80,8 @@ class Location:
             found = self.fs.find(self.root, detail=True)
         except FileNotFoundError:
             return {}
+        except Exception as e:  # noqa: BLE001
+            raise self._unreachable(e) from e
         out = {}
         for path, info in sorted(found.items()):
             if info.get("type", "file") != "file":
@@ -84,9 +92,14 @@ class Location:
 
     def sha256(self, name: str) -> str:
         h = hashlib.sha256()
-        with self.fs.open(self._path(name), "rb") as f:
-            while chunk := f.read(CHUNK):
-                h.update(chunk)
+        try:
+            with self.fs.open(self._path(name), "rb") as f:
+                while chunk := f.read(CHUNK):
+                    h.update(chunk)
+        except FileNotFoundError:
+            raise
+        except Exception as e:  # noqa: BLE001
+            raise self._unreachable(e) from e
         return h.hexdigest()
 
 

@@ -20,9 +20,12 @@ from typing import Any, Callable, Iterable, Optional
 
 from ups.errors import RemoteError, StatusFileError
 from ups.resume.atomic import TEMP_PREFIX, atomic_path, atomic_write_bytes
-from ups.resume.layout import METADATA_FILE, METRICS_FILE, STATUS_FILE
+from ups.resume.layout import METADATA_FILE, METRICS_FILE, STATE_DIR, STATUS_FILE
 from ups.resume.tracker import read_status_file
-from ups.remote.snapshot import NamedFile, encode_status, is_remote_ahead, named_files, without_unverified
+from ups.remote.snapshot import (
+    NamedFile, encode_status, fall_back_to_previous_state, is_remote_ahead, named_files, previous_state_file,
+    without_unverified,
+)
 from ups.remote.store import NoRemoteCheckpoint, RemoteReader, RemoteStore, check_file, one_line
 
 RETRIES = 3
@@ -73,6 +76,11 @@ def download_checkpoint(
             failed.append(f)
             continue
         if _fetch_verified(reader, f, dest, force, retries, report, log):
+            continue
+        previous = previous_state_file(status, f.stage) if f.name.startswith(f"{STATE_DIR}/") else None
+        if previous is not None and _fetch_verified(reader, previous, dest, force, retries, report, log):
+            log(f"  {f.stage} resumes from its previous saved state {previous.name} instead")
+            status = fall_back_to_previous_state(status, f.stage)
             continue
         failed.append(f)
         report.unverified.append(f.name)

@@ -28,10 +28,11 @@ import time
 from pathlib import Path
 from typing import BinaryIO, Iterator, Optional
 
-from ups.errors import RemoteError
+from ups.errors import RemoteError, RemoteUnavailableError
 from ups.resume.atomic import TEMP_PREFIX, atomic_path, atomic_write_bytes
 from ups.resume.layout import STATE_DIR, STATUS_FILE
-from ups.remote.snapshot import NamedFile, Snapshot, named_files
+from ups.remote import object_store
+from ups.remote.snapshot import NamedFile, Snapshot, encode_status, named_files, resume_states, with_previous_states
 from ups.remote.store import (
     NoRemoteCheckpoint, PublishReport, RemoteReader, RemoteStore, SnapshotChanged, one_line,
 )
@@ -88,6 +89,7 @@ class FsspecStore(RemoteStore):
         self._have: Optional[dict[str, str]] = None  # remote name -> sha256 known to be there
         self._last: Optional[tuple[bytes, dict[str, bytes]]] = None
         self._named_before: set[str] = set()
+        self._states_before: dict[str, dict] = {}  # stage -> the state the last remote status named
 
     def _path(self, name: str) -> str:
         return posixpath.join(self.root, name)
@@ -110,31 +112,89 @@ class FsspecStore(RemoteStore):
                 report.bytes += f.size
             for name, data in snap.extras.items():
                 self._put_bytes(name, data)
-            self._put_bytes(STATUS_FILE, snap.status_bytes)  # last: now it may name the files above
+            report.uploaded += self._confirm(snap, Path(local_dir))
+            status = _loads(snap.status_bytes)
+            remote_status = encode_status(with_previous_states(status, self._states_before))
+            self._put_bytes(STATUS_FILE, remote_status)  # last: now it may name the files above
         except RemoteError:
             raise
         except Exception as e:
             raise RemoteError(f"upload to {self.description} failed: {one_line(e)}") from e
         named = {f.name for f in snap.files}
-        self._prune(keep=named | self._named_before)
+        self._prune(keep=named | self._named_before)  # the previous status's state stays: it is named too
         self._named_before = named
+        self._states_before = resume_states(status)
         self._last = (snap.status_bytes, dict(snap.extras))
         report.seconds = time.perf_counter() - started
         return report
 
     def _known(self) -> dict[str, str]:
-        """Files already on the remote, learnt once from its status (checked by size)."""
+        """Files already on the remote, learnt once from its status (checked by size).
+
+        Only "no status there" means an empty remote; a remote that cannot be read is
+        never published to (its status might name files this session would prune).
+        """
         if self._have is None:
-            self._have = {}
+            have: dict[str, str] = {}
             if self.local:
                 self._remove_stale_temps()
-            with contextlib.suppress(Exception):
+            try:
                 status = _loads(self.fs.cat_file(self._path(STATUS_FILE)))
-                for f in named_files(status):
-                    if self.fs.size(self._path(f.name)) == f.size:
-                        self._have[f.name] = f.sha256
-                self._named_before = set(self._have)
+            except FileNotFoundError:
+                status = {}
+            except ValueError:
+                status = {}  # a corrupt status vouches for nothing; this publish replaces it
+            except Exception as e:
+                raise RemoteUnavailableError(f"cannot read {STATUS_FILE} at {self.description}: "
+                                             f"{object_store.describe(e)}") from e
+            for f in named_files(status) if isinstance(status, dict) and "stages" in status else []:
+                if self._remote_size(f.name) == f.size:
+                    have[f.name] = f.sha256
+            self._have = have
+            self._named_before = set(have)
+            if isinstance(status, dict) and "stages" in status:
+                self._states_before = resume_states(status)
         return self._have
+
+    def _remote_size(self, name: str) -> Optional[int]:
+        """The size of the remote object `name`; None when it is definitely not there."""
+        try:
+            return int(self.fs.info(self._path(name))["size"])
+        except FileNotFoundError:
+            return None
+
+    def _confirm(self, snap: Snapshot, local_dir: Path) -> int:
+        """Check that every named file is on the remote before the status names it.
+
+        The status is the promise; an object lost since it was sent (or a cache of
+        what was sent that is wrong) is uploaded again, once. Returns the re-uploads.
+        """
+        if not hasattr(self.fs, "invalidate_cache"):
+            return 0
+        self.fs.invalidate_cache()
+        again = 0
+        for f in snap.files:
+            if self._remote_size(f.name) == f.size:
+                continue
+            (self._have or {}).pop(f.name, None)
+            self._put_file(local_dir / f.name, f)
+            again += 1
+            if self._remote_size(f.name) != f.size:
+                raise RemoteError(f"{f.name} is not on {self.description} after uploading it; "
+                                  f"{STATUS_FILE} was not updated")
+            (self._have or {})[f.name] = f.sha256
+        return again
+
+    def probe(self) -> None:
+        """Before training: can a copy be kept here at all? (`object_store.probe`)."""
+        object_store.probe(self.fs, self.root, self.uri, self.local)
+        if not self.local:
+            try:
+                aborted = object_store.abort_incomplete_uploads(self.fs, self.root)
+            except Exception:  # noqa: BLE001 - housekeeping; the lifecycle rule in the guide is the backstop
+                aborted = 0
+            if aborted:
+                print(f"🧹 aborted {aborted} incomplete multipart upload(s) under {self.uri}", flush=True)
 
     def _put_file(self, src_path: Path, f: NamedFile) -> None:
         try:
@@ -192,12 +252,15 @@ class FsspecStore(RemoteStore):
     # --- reading ------------------------------------------------------------
 
     def open_reader(self) -> RemoteReader:
+        # Not fs.exists(): it answers False for a 403 or missing credentials (object_store).
         try:
-            present = self.fs.exists(self._path(STATUS_FILE))
+            self.fs.info(self._path(STATUS_FILE))
+        except FileNotFoundError as e:
+            where = "its bucket does not exist" if "bucket" in str(e).lower() else f"{STATUS_FILE} not found"
+            raise NoRemoteCheckpoint(f"{self.description} holds no checkpoint ({where})") from e
         except Exception as e:
-            raise RemoteError(f"cannot reach {self.description}: {one_line(e)}") from e
-        if not present:
-            raise NoRemoteCheckpoint(f"{self.description} holds no checkpoint ({STATUS_FILE} not found)")
+            raise RemoteUnavailableError(f"cannot read {self.description}: {object_store.describe(e)}; "
+                                         "nothing was trained or published") from e
         return _FsspecReader(self)
 
 

@@ -145,6 +145,51 @@ def without_unverified(status: dict[str, Any], failed: Iterable[NamedFile], reas
     return out
 
 
+PREVIOUS_STATE = "previous_resume_state"  # additive key, remote copies only
+
+
+def resume_states(status: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """Each unfinished stage's recorded resumable state (with a digest)."""
+    out = {}
+    for stage in _stages(status):
+        record = _details(status, stage).get("resume_state")
+        if _stage_status(status, stage) != COMPLETED and record and _has_digest(record) and record.get("file"):
+            out[stage] = record
+    return out
+
+
+def with_previous_states(status: dict[str, Any], previous: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """A copy of `status` that also names, per stage, the state the previous snapshot named.
+
+    The remote keeps that file one publish longer (its status named it), so a newest
+    state that arrives corrupt costs one save interval on a fresh machine, not the stage.
+    """
+    out = copy.deepcopy(status)
+    for stage, record in resume_states(status).items():
+        before = previous.get(stage)
+        if before and state_relpath(before) != state_relpath(record):
+            out.setdefault("details", {}).setdefault(stage, {})[PREVIOUS_STATE] = dict(before)
+    return out
+
+
+def previous_state_file(status: dict[str, Any], stage: str) -> Optional[NamedFile]:
+    record = _details(status, stage).get(PREVIOUS_STATE)
+    if not (record and _has_digest(record) and record.get("file")):
+        return None
+    return NamedFile(state_relpath(record), record["sha256"], int(record["size"]), stage)
+
+
+def fall_back_to_previous_state(status: dict[str, Any], stage: str) -> dict[str, Any]:
+    """A copy of `status` whose `stage` resumes from its previous state instead of the newest."""
+    out = copy.deepcopy(status)
+    details = out["details"][stage]
+    record = details.pop(PREVIOUS_STATE)
+    details["resume_state"] = record
+    if record.get("step") is not None:
+        details["step"] = int(record["step"])
+    return out
+
+
 def encode_status(status: dict[str, Any]) -> bytes:
     """The same encoding `ups.resume.atomic.atomic_write_json` uses."""
     return (json.dumps(status, indent=2, sort_keys=False, ensure_ascii=False) + "\n").encode("utf-8")

@@ -66,6 +66,17 @@ class RemoteStore(ABC):
     def open_reader(self) -> RemoteReader:
         """The latest copy; raises NoRemoteCheckpoint when there is none."""
 
+    def should_publish(self, snap: Snapshot, final: bool) -> bool:
+        """Whether this snapshot is worth sending (`final`: the last one of the session)."""
+        return True
+
+    def pending_note(self) -> Optional[str]:
+        """Where the copy really is when it has not left the machine yet (offline W&B), else None."""
+        return None
+
+    def probe(self) -> None:
+        """Before training: raise RemoteUnavailableError when no copy can be kept here."""
+
     def close(self) -> None:
         """Release clients; the default holds none."""
 

@@ -22,6 +22,7 @@ from typing import Any, Callable, Optional
 
 from ups.errors import RemoteError
 from ups.resume.layout import METADATA_FILE, METRICS_FILE, STATUS_FILE
+from ups.remote.object_store import is_permanent
 from ups.remote.outcome import heartbeat_writer
 from ups.remote.snapshot import Snapshot, named_files, snapshot_tag
 from ups.remote.store import PublishReport, RemoteStore, SnapshotChanged, one_line
@@ -105,35 +106,56 @@ class RemoteSync:
         self.request(urgent=True)
         return self
 
-    def close(self, timeout: float) -> SyncOutcome:
-        """Publish the final state, wait at most `timeout` seconds, print and return the outcome."""
+    def close(self, timeout: float, signalled: Optional[threading.Event] = None,
+              grace: Optional[float] = None) -> SyncOutcome:
+        """Publish the final state, wait at most `timeout` seconds, print and return the outcome.
+
+        A stop signal during the wait (`signalled`) cuts what is left of it to `grace`
+        seconds: a machine being preempted has no time for a 600 s flush.
+        """
         started = self.clock()
         with self._cond:
             self._closing = True
             self._dirty = self._urgent = True
             self._retry_at = float("-inf")
             self._cond.notify_all()
-        if self._thread is not None:
-            self._thread.join(timeout)
+        cut = self._join(started + timeout, signalled, grace)
         pending = self._thread is not None and self._thread.is_alive()
         with self._cond:
             self._abandoned = True
             self._cond.notify_all()
-        outcome = self._outcome(pending, timeout, self.clock() - started)
+        outcome = self._outcome(pending, timeout, self.clock() - started, cut)
         self.log(outcome.message)
         self.store.close()
         return outcome
 
-    def _outcome(self, pending: bool, timeout: float, waited: float) -> SyncOutcome:
+    def _join(self, deadline: float, signalled: Optional[threading.Event], grace: Optional[float]) -> bool:
+        """Wait for the thread until `deadline`; True when a signal cut the wait short."""
+        cut = False
+        while self._thread is not None and self._thread.is_alive():
+            now = self.clock()
+            if not cut and signalled is not None and signalled.is_set() and grace is not None:
+                cut, deadline = True, min(deadline, now + grace)
+            if now >= deadline:
+                break
+            self._thread.join(min(0.2, deadline - now))
+        return cut
+
+    def _outcome(self, pending: bool, timeout: float, waited: float, cut: bool = False) -> SyncOutcome:
         holds = f"it holds {self.last_tag}" if self.last_tag else "it holds nothing from this run"
         if pending:
             why = f"last error: {self.last_error}" if self.last_error else "the upload is still running"
+            within = "before the stop signal's grace ran out" if cut else f"within {timeout:.0f}s"
             return SyncOutcome(False, f"⚠️  Remote copy NOT up to date: {self.store.description} not flushed "
-                                      f"within {timeout:.0f}s ({why}); {holds}. "
+                                      f"{within} ({why}); {holds}. "
                                       "The local checkpoint directory is complete.")
         if self.last_error:
             return SyncOutcome(False, f"⚠️  Remote copy NOT up to date: {self.store.description}: {self.last_error}; "
                                       f"{holds}. The local checkpoint directory is complete.")
+        note = self.store.pending_note()
+        if note:  # nothing left the machine: say where it is, not "up to date"
+            return SyncOutcome(True, f"✓ Checkpoints logged offline to {self.store.description} ({self.last_tag}): "
+                                     f"{note}")
         return SyncOutcome(True, f"✓ Remote copy up to date: {self.store.description} ({self.last_tag}, "
                                  f"flushed in {waited:.1f}s)")
 
@@ -162,6 +184,8 @@ class RemoteSync:
             snap = take_snapshot(self.dir)
             if snap is None:
                 return  # nothing recorded yet; the first saved state asks again
+            if not self.store.should_publish(snap, final=self._closing):
+                return  # e.g. offline W&B: only completed stages and the last state are logged
             report = self.store.publish(snap, self.dir)
         except SnapshotChanged as e:
             self._changes_in_row += 1
@@ -171,13 +195,23 @@ class RemoteSync:
             self._failed(f"the status keeps naming files that are not there ({one_line(e)})")
             return
         except Exception as e:  # a network error must never stop training
-            self._failed(one_line(e) if isinstance(e, RemoteError) else f"upload failed: {one_line(e)}")
+            self._failed(one_line(e) if isinstance(e, RemoteError) else f"upload failed: {one_line(e)}",
+                         permanent=is_permanent(e))
             return
         self._published(snap, report)
 
-    def _failed(self, error: str) -> None:
+    def _failed(self, error: str, permanent: bool = False) -> None:
         self.last_error = error
-        delay = BACKOFF_SECONDS[min(self._failures_in_row, len(BACKOFF_SECONDS) - 1)]
+        if permanent and self._closing:
+            # No bucket, no rights, no credentials: waiting out the exit grace period fixes nothing.
+            self.log(f"⚠️  remote sync to {self.store.description} failed ({error}); not retried")
+            with self._cond:
+                self._abandoned = True
+            return
+        # A permanent error waits the longest backoff: it is retried (the operator may fix the
+        # rights meanwhile) but never hammers the store.
+        step = len(BACKOFF_SECONDS) - 1 if permanent else min(self._failures_in_row, len(BACKOFF_SECONDS) - 1)
+        delay = BACKOFF_SECONDS[step]
         self._failures_in_row += 1
         self.log(f"⚠️  remote sync to {self.store.description} failed ({error}); retrying in {delay:.0f}s")
         self._retry(delay)

@@ -20,21 +20,27 @@ from pathlib import Path
 from typing import Any, Optional
 
 from ups.config import Config
-from ups.errors import ConfigError, RemoteError
+from ups.errors import ConfigError, RemoteError, RemoteUnavailableError
 from ups.resume.metadata import read_metadata, update_metadata
 
 GLOBAL_STEP = "trainer/global_step"
 RESUME_MODES = ("allow", "must", "never")
 WANDB_MODES = ("online", "offline", "disabled")
-_RUN_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
+# W&B refuses a run id that is empty, has whitespace at an end or holds one of `:;,#?/'`
+# (wandb 0.31, wandb/sdk/wandb_settings.py `validate_run_id`), and an artifact name over
+# 128 characters (wandb/sdk/artifacts/_validators.py `NAME_MAXLEN`; ours is
+# `ups-checkpoints-<id>`, 16 more). Of what W&B accepts, ups takes what is also safe
+# unquoted in a shell and as a file name: letters, digits and `._+=@-`, not starting with
+# `-` (an option) or `.` (a hidden or parent path). Every id W&B generates itself passes.
+RUN_ID_MAX = 128 - len("ups-checkpoints-")
+_RUN_ID = re.compile(rf"[A-Za-z0-9_][A-Za-z0-9._+=@-]{{0,{RUN_ID_MAX - 1}}}")
+RUN_ID_RULE = f"letters, digits and ._+=@- (not first: . -), 1-{RUN_ID_MAX} characters"
 
 
 def validate_run_id(run_id: str, source: str = "--resume-from-wandb") -> str:
-    """W&B run ids: letters, digits, '-' and '_', 1–64 characters."""
+    """A W&B run id that is also safe in a shell line and a path (see `_RUN_ID`)."""
     if not isinstance(run_id, str) or not _RUN_ID.fullmatch(run_id):
-        raise ConfigError(
-            f"{source}: {run_id!r} is not a valid W&B run id (letters, digits, '-' and '_', 1-64 characters)"
-        )
+        raise ConfigError(f"{source}: {run_id!r} is not a valid W&B run id ({RUN_ID_RULE})")
     return run_id
 
 
@@ -71,6 +77,22 @@ def wandb_mode(cfg: Config) -> Optional[str]:
     return None if mode == "disabled" else mode
 
 
+def export_mode(cfg: Config) -> Optional[str]:
+    """Put the effective mode in `WANDB_MODE` before the SDK's first setup; returns it.
+
+    A `mode=` given only to `wandb.init` comes too late: the SDK's process-wide setup
+    (wandb.setup, run by the first `wandb.Api()` or `wandb.init`) has by then started
+    wandb-core with the environment's mode, and it posts telemetry to the W&B host
+    (`/sdk/otel/v1/metrics`, seen on a loopback server) even for an offline run.
+    """
+    w = cfg.logging.wandb
+    if not w.enabled:
+        return None
+    mode = wandb_mode(cfg) or "disabled"
+    os.environ["WANDB_MODE"] = mode
+    return mode
+
+
 def start_wandb(cfg: Config, checkpoint_dir: Path, run_id: Optional[str] = None, resume: Optional[str] = None) -> Any:
     """Start (or continue) the W&B run; None when W&B logging is off.
 
@@ -85,15 +107,52 @@ def start_wandb(cfg: Config, checkpoint_dir: Path, run_id: Optional[str] = None,
         run_id = run_id or new_run_id()
     else:
         run_id = run_id or persisted_run_id(checkpoint_dir) or new_run_id()
+    if mode == "online":
+        mode = _online_or_fallback(cfg)
     run = _init(cfg, mode, validate_run_id(run_id, "W&B run id"), resume)
     run.define_metric(GLOBAL_STEP)
     run.define_metric("*", step_metric=GLOBAL_STEP)
     update_metadata(checkpoint_dir, training_wandb={
         "id": run.id, "name": run.name, "project": run.project, "entity": run.entity,
-        "url": getattr(run, "url", None), "mode": mode,
+        # an offline run has no URL (reading `run.url` prints an SDK warning)
+        "url": None if mode == "offline" else getattr(run, "url", None), "mode": mode,
     })
+    if mode == "offline":
+        print(f"W&B is offline: metrics and checkpoints are kept locally until `wandb sync {sync_dir(run)}`",
+              flush=True)
     print(f"W&B run {run.id} ({mode}, resume={resume})", flush=True)
     return run
+
+
+def sync_dir(run: Any) -> str:
+    """The local directory `wandb sync` uploads for this run."""
+    return str(getattr(getattr(run, "settings", None), "sync_dir", None) or "wandb/offline-run-*")
+
+
+def _online_or_fallback(cfg: Config) -> str:
+    """"online" when W&B answers now; else an error at once, or "offline" (`logging.wandb.fallback`).
+
+    Without this, `wandb.init` fails only after `init_timeout` (90 s in wandb 0.31,
+    wandb/sdk/wandb_settings.py) and training never starts.
+    """
+    import wandb
+
+    from ups.remote.wandb_lookup import describe
+    from ups.remote.wandb_store import api_timeout
+
+    try:
+        wandb.Api(timeout=min(api_timeout(), 20.0))  # verifies the key: one `Viewer` query
+        return "online"
+    except Exception as e:  # noqa: BLE001 - any failure means W&B cannot be used now
+        why = describe(e)
+        if cfg.logging.wandb.fallback != "offline":
+            raise RemoteUnavailableError(
+                f"W&B cannot be reached for an online run: {why}; nothing was trained (fix WANDB_API_KEY / "
+                "WANDB_BASE_URL, or set logging.wandb.fallback: offline to train now and sync later)") from e
+        print(f"⚠️  W&B cannot be reached ({why}): logging offline instead (logging.wandb.fallback: offline)",
+              flush=True)
+        os.environ["WANDB_MODE"] = "offline"
+        return "offline"
 
 
 def _init(cfg: Config, mode: str, run_id: str, resume: str) -> Any:
@@ -102,10 +161,15 @@ def _init(cfg: Config, mode: str, run_id: str, resume: str) -> Any:
     from ups.remote.store import one_line
 
     w = cfg.logging.wandb
+    # run.finish() waits for every upload unless finish_timeout is set (0 = forever,
+    # wandb/sdk/wandb_settings.py); it is enforced by wandb-core from the run's settings,
+    # so it is fixed here, at init, to the grace a SIGTERM allows. What is not uploaded
+    # by then stays on disk for `wandb sync`.
+    settings = wandb.Settings(finish_timeout=max(float(cfg.checkpoint.flush_on_signal_seconds), 1.0))
     try:
         return wandb.init(
             project=w.project, entity=w.entity, name=w.run_name, group=w.group, tags=list(w.tags) or None,
-            mode=mode, id=run_id, resume=resume, config=cfg.as_dict(),
+            mode=mode, id=run_id, resume=resume, config=cfg.as_dict(), settings=settings,
         )
     except Exception as e:
         raise RemoteError(f"W&B could not start run {run_id} (resume={resume}): {one_line(e)}") from e

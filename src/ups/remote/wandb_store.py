@@ -25,15 +25,26 @@ from typing import Any, Optional
 
 from ups.errors import RemoteError
 from ups.resume.atomic import TEMP_PREFIX, fsync_dir
-from ups.resume.layout import STATUS_FILE
+from ups.resume.layout import STATE_DIR, STATUS_FILE
 from ups.remote.snapshot import Snapshot
 from ups.remote.store import (
-    NoRemoteCheckpoint, PublishReport, RemoteReader, RemoteStore, SnapshotChanged, check_file, one_line,
+    PublishReport, RemoteReader, RemoteStore, SnapshotChanged, check_file, one_line,
 )
+from ups.remote.wandb_lookup import lookup_artifact, lookup_run, unavailable
 from ups.remote.wandb_run import validate_run_id
 
 ARTIFACT_TYPE = "ups-checkpoint"
 WAIT_SECONDS = 600  # an online upload must be acknowledged within this bound
+
+
+def api_timeout() -> float:
+    """Seconds one API call may take. wandb-core retries a 429 or 5xx inside that bound
+    (then reports "did not respond in time"); `WANDB_HTTP_TIMEOUT` is the SDK's own
+    setting for it (wandb/env.py `HTTP_TIMEOUT`)."""
+    try:
+        return float(os.environ.get("WANDB_HTTP_TIMEOUT") or 60)
+    except ValueError:
+        return 60.0
 
 
 def artifact_name(run_id: str) -> str:
@@ -54,12 +65,28 @@ class WandbStore(RemoteStore):
         self.run_path = "/".join(p for p in (entity, project, self.run_id) if p)
         self.description = "W&B artifact " + "/".join(p for p in (entity, project, self.artifact) if p)
         self._last: Optional[tuple[bytes, dict[str, bytes]]] = None
+        self._completed_sent: Optional[frozenset[str]] = None
 
     @classmethod
     def for_run(cls, run: Any) -> "WandbStore":
         return cls(run.id, entity=run.entity, project=run.project, run=run)
 
     # --- publishing ---------------------------------------------------------
+
+    def should_publish(self, snap: Snapshot, final: bool) -> bool:
+        """Offline, each logged version keeps a full staged copy of its files until `wandb sync`
+        (the SDK copies them into WANDB_DATA_DIR): so only stage completions and the session's
+        last state are logged, not every periodic state. Online, everything is."""
+        if final or self.run is None or not is_offline(self.run):
+            return True
+        return _completed_stages(snap) != self._completed_sent
+
+    def pending_note(self) -> Optional[str]:
+        if self.run is None or not is_offline(self.run):
+            return None
+        from ups.remote.wandb_run import sync_dir
+
+        return f"kept locally until `wandb sync {sync_dir(self.run)}`"
 
     def publish(self, snap: Snapshot, local_dir: Path) -> PublishReport:
         if self.run is None:
@@ -87,6 +114,7 @@ class WandbStore(RemoteStore):
             except Exception as e:
                 raise RemoteError(f"uploading {self.description} failed: {one_line(e)}") from e
         self._last = (snap.status_bytes, dict(snap.extras))
+        self._completed_sent = _completed_stages(snap)
         return PublishReport(uploaded=len(snap.files), bytes=sum(f.size for f in snap.files),
                              seconds=time.perf_counter() - started)
 
@@ -121,30 +149,20 @@ class WandbStore(RemoteStore):
 
         overrides = {k: v for k, v in (("entity", self.entity), ("project", self.project)) if v}
         try:
-            return wandb.Api(overrides=overrides, timeout=60)
-        except Exception as e:
-            raise RemoteError(f"W&B API: {one_line(e)} (the key is read from WANDB_API_KEY)") from e
+            return wandb.Api(overrides=overrides, timeout=api_timeout())
+        except Exception as e:  # a refused key (AuthenticationError), an unreachable host
+            raise unavailable("anything (the API refused to start)", e) from e
 
     def check_run(self, api: Any) -> None:
-        """NoRemoteCheckpoint when the run does not exist; RemoteError when W&B cannot be asked."""
-        try:
-            api.run(self.run_path)
-        except ValueError as e:  # the SDK's RunNotFoundError is a ValueError
-            raise NoRemoteCheckpoint(f"W&B run {self.run_path} not found ({one_line(e)})") from e
-        except Exception as e:
-            raise RemoteError(f"cannot look up W&B run {self.run_path}: {one_line(e)}") from e
+        """NoRemoteCheckpoint when W&B says the run does not exist; RemoteUnavailableError
+        when it could not be asked (`ups.remote.wandb_lookup`)."""
+        lookup_run(api, self.run_path)
 
     def open_reader(self, api: Any = None) -> RemoteReader:
         api = api or self.api()
         name = "/".join(p for p in (self.entity, self.project, self.artifact) if p) + ":latest"
-        try:
-            if not api.artifact_exists(name, type=ARTIFACT_TYPE):
-                raise NoRemoteCheckpoint(f"W&B run {self.run_path} has no checkpoints (no artifact {name})")
-            art = api.artifact(name, type=ARTIFACT_TYPE)
-        except RemoteError:
-            raise
-        except Exception as e:
-            raise RemoteError(f"cannot read {name}: {one_line(e)}") from e
+        # Not `api.artifact_exists`: it answers False for a 403, 429 or 5xx (see wandb_lookup).
+        art = lookup_artifact(api, name, ARTIFACT_TYPE, self.run_path)
         return _WandbReader(art, self.description)
 
 
@@ -179,6 +197,11 @@ class _WandbReader(RemoteReader):
             return Path(entry.download(root=str(root), skip_cache=True))
         except Exception as e:
             raise RemoteError(f"cannot download {name} from {self.description}: {one_line(e)}") from e
+
+
+def _completed_stages(snap: Snapshot) -> frozenset[str]:
+    """Stages whose outputs (not a resumable state under state/) the snapshot holds."""
+    return frozenset(f.stage for f in snap.files if not f.name.startswith(f"{STATE_DIR}/"))
 
 
 def _remove(paths: list[str]) -> None:

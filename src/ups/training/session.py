@@ -4,6 +4,8 @@ Everything here happens while the checkpoint directory is locked (`RunOptions.on
 a second trainer started by mistake fails on the lock *before* it downloads over
 the first one's files or logs into its W&B run. In order:
 
+0. `--checkpoint-remote URI`: probe it (write, read back, delete one object), so a
+   missing bucket or a refused key is one line now, not after the training.
 1. `--resume-from URI` / `--resume-from-wandb RUN_ID`: download and verify the
    latest remote snapshot into the checkpoint directory (then `--auto-resume`).
 2. Start or continue the W&B run (the id persisted in metadata.json, the one given,
@@ -18,6 +20,8 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import signal
+import threading
 from typing import Any, Iterator, Optional
 
 from ups.config import Config
@@ -25,7 +29,7 @@ from ups.errors import RemoteError
 from ups.remote.download import download_checkpoint
 from ups.remote.store import NoRemoteCheckpoint, RemoteStore, open_store
 from ups.remote.sync import FLUSH_SECONDS, RemoteSync
-from ups.remote.wandb_run import finish_wandb, start_wandb, validate_resume_mode, validate_run_id
+from ups.remote.wandb_run import export_mode, finish_wandb, start_wandb, validate_resume_mode, validate_run_id
 from ups.remote.wandb_store import WandbStore
 from ups.resume.signals import TrainingInterrupted
 from ups.training.runner import RunOptions, run_pipeline
@@ -37,6 +41,7 @@ def train_from_args(cfg: Config, args: argparse.Namespace) -> int:
         raise RemoteError("give one of --resume-from-wandb RUN_ID and --resume-from URI, not both")
     run_id = validate_run_id(args.resume_from_wandb) if args.resume_from_wandb else None
     mode = validate_resume_mode(args.resume_mode)
+    export_mode(cfg)  # before anything sets the SDK up: offline and disabled send nothing
     resuming = bool(run_id or args.resume_from)
     opts = RunOptions(stage=args.stage, auto_resume=args.auto_resume or resuming, device=args.device,
                       config_path=args.config)
@@ -45,6 +50,26 @@ def train_from_args(cfg: Config, args: argparse.Namespace) -> int:
     opts.on_locked = session.locked
     run_pipeline(cfg, opts)
     return 0
+
+
+@contextlib.contextmanager
+def _stop_signals_noted() -> Iterator[threading.Event]:
+    """While the final flush waits, SIGTERM / SIGINT set an event instead of going unheard.
+
+    (The training's own handlers only set a flag the training loop reads, and the loop has
+    ended by now.) The previous handlers are restored afterwards; off the main thread,
+    where Python allows no handlers, the event simply never fires.
+    """
+    event = threading.Event()
+    if threading.current_thread() is not threading.main_thread():
+        yield event
+        return
+    previous = {sig: signal.signal(sig, lambda *_: event.set()) for sig in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        yield event
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
 class Session:
@@ -56,6 +81,8 @@ class Session:
     @contextlib.contextmanager
     def locked(self) -> Iterator[None]:
         target = open_store(self.remote) if self.remote else None  # a bad URI fails before anything runs
+        if target is not None:
+            target.probe()  # no bucket, no rights, no credentials: one line now, not after the training
         self._download()
         run = start_wandb(self.cfg, self.cfg.checkpoint_dir, run_id=None if self.mode == "never" else self.run_id,
                           resume=self.mode if (self.run_id or self.resume_from) else None)
@@ -72,8 +99,10 @@ class Session:
             ending, code = "interrupted", e.exit_code
             raise
         finally:
-            bound = self.cfg.checkpoint.flush_on_signal_seconds if ending == "interrupted" else FLUSH_SECONDS[ending]
-            outcome = sync.close(bound) if sync else None
+            grace = self.cfg.checkpoint.flush_on_signal_seconds
+            bound = grace if ending == "interrupted" else FLUSH_SECONDS[ending]
+            with _stop_signals_noted() as signalled:  # a SIGTERM during a long final flush cuts it to the grace
+                outcome = sync.close(bound, signalled=signalled, grace=grace) if sync else None
             finish_wandb(run, code)
         if outcome is not None and not outcome.ok:
             raise RemoteError(f"training finished, but the remote copy at {sync.store.description} is not up to "
