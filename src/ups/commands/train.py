@@ -48,6 +48,8 @@ def build_parser(prog: str = "train.py") -> argparse.ArgumentParser:
                         "then auto-resume")
     p.add_argument("--checkpoint-remote", metavar="URI",
                    help="keep a verified copy of progress at this fsspec URI (overrides checkpoint.remote)")
+    p.add_argument("--take-over-remote", action="store_true",
+                   help="let --checkpoint-remote replace a different run found there (refused otherwise)")
     return p
 
 

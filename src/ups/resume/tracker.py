@@ -50,6 +50,7 @@ class StageStatus:
     config: Optional[dict] = None
     outputs: Optional[dict] = None
     resume_state: Optional[dict] = None
+    warning: Optional[str] = None  # the latest training warning (a diverging loss, a clamped batch)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -268,6 +269,15 @@ class StageTracker:
 
         self._update(stage, interrupt)
         self._say(f"⚠️  Marked stage '{stage}' as interrupted at step {step}")
+
+    def record_warning(self, stage: str, message: str) -> None:
+        """Keep the latest training warning of the stage beside its progress."""
+
+        def warn(cur: StageStatus) -> StageStatus:
+            cur.warning = message
+            return cur
+
+        self._update(stage, warn)
 
     def set_stage(self, stage: str, status: StageStatus) -> None:
         """Write one entry as given (used when rebuilding the file from verified outputs)."""

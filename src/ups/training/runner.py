@@ -29,7 +29,8 @@ from ups.models.build import architecture
 from ups.resume.atomic import remove_stale_temps
 from ups.resume.faults import crash_point
 from ups.resume.files import OUTPUT_FORMAT, save_torch
-from ups.resume.layout import OUTPUT_ROLES, STATE_DIR
+from ups.resume.layout import (ALL_OUTPUT_FILES, METADATA_FILE, METRICS_FILE, OUTPUT_ROLES, STATE_DIR,
+                               STATUS_FILE)
 from ups.resume.lock import CheckpointDirLock
 from ups.resume.metadata import update_metadata
 from ups.resume.plan import CONTINUE, DISABLED, RUN, SKIP, Decision, decide
@@ -116,7 +117,9 @@ def _take_checkpoint_dir(cfg: Config, opts: RunOptions, session: contextlib.Exit
         print(f"Took over a stale lock left by {lock.previous_holder}", flush=True)
     if opts.on_locked is not None:
         session.enter_context(opts.on_locked())
-    for leftover in remove_stale_temps(cfg.checkpoint_dir):
+    written = (STATUS_FILE, METADATA_FILE, METRICS_FILE, *ALL_OUTPUT_FILES)
+    state_dirs = [cfg.checkpoint_dir / STATE_DIR / s.name for s in STAGES]
+    for leftover in remove_stale_temps(cfg.checkpoint_dir, written, state_dirs):
         print(f"Removed an unfinished write left by a killed run: {leftover.name}", flush=True)
     return StageTracker(cfg.checkpoint_dir)
 
@@ -182,12 +185,22 @@ def _announce(p: _Pipeline, stage: StageDef) -> Decision:
         banner(f"STAGE {stage.index}/4: Skipping {stage.title} (epochs<=0)")
         if decision.action == SKIP:
             print(f"  {stage.name}: {decision.reason}")
+            if decision.record_digests:
+                _record_checked_outputs(p, stage)
             _saver(p, stage).clear()  # states a kill left after completion
         return decision
     banner(f"STAGE {stage.index}/4: {stage.train_banner}")
     print(f"  {stage.name}: {decision.reason}", flush=True)
     _require_upstream(p.cfg, stage, p.tracker, p.catalog)
     return decision
+
+
+def _record_checked_outputs(p: _Pipeline, stage: StageDef) -> None:
+    """Digests of outputs that were just loaded and checked: the next resume verifies them."""
+    outputs = {name: p.catalog.digest(name) for name in stage.outputs}
+    config = stage_config(p.cfg, stage)
+    p.tracker.mark_stage_completed(stage.name, stage.checkpoint, outputs=outputs,
+                                   fingerprint=upstream_fingerprint(config, stage, p.catalog), config=config)
 
 
 def _run_one(p: _Pipeline, stage: StageDef, decision: Decision) -> str:
@@ -231,12 +244,17 @@ def _train(p: _Pipeline, stage: StageDef, decision: Decision) -> None:
     group.check_batch(stage.name, settings.batch_size, task.train.n_items)  # before anything is recorded
     saver = _saver(p, stage) if group.is_main else NullSaver()
     opened = group.from_main(lambda: _open_stage(p, stage, decision, task, saver))
+    warn = _warner(p, stage)
+    if settings.batch_size > task.train.n_items:
+        warn(f"stage '{stage.name}': batch_size {settings.batch_size} is larger than its {task.train.n_items} "
+             f"training items, so every step uses all of them; set stages.{stage.name}.batch_size "
+             f"<= {task.train.n_items} to silence this")
     run = StageRun(
         name=stage.name, index=stage.index, settings=settings, fingerprint=opened.fingerprint,
         seed=cfg.training.seed, device=p.ctx.device, saver=saver,
         policy=SavePolicy(cfg.checkpoint.every_steps, cfg.checkpoint.every_seconds), stop=p.stop, log=p.log,
         precision=cfg.training.precision, compile=cfg.training.compile, log_every=cfg.logging.log_every_steps,
-        global_offset=_global_offset(cfg, p.ctx, stage), resume=opened.resume, group=group,
+        global_offset=_global_offset(cfg, p.ctx, stage), resume=opened.resume, group=group, warn=warn,
     )
     trainer = _fit(Trainer(task, run), p, stage)
     group.on_main(lambda: _complete(p, stage, trainer, task, opened))
@@ -304,6 +322,16 @@ def _fit(trainer: Trainer, p: _Pipeline, stage: StageDef) -> Trainer:
             raise lost from e
         raise
     return trainer
+
+
+def _warner(p: _Pipeline, stage: StageDef) -> Callable[[str], None]:
+    """A warning goes to the log and (rank 0) into the stage's status, where `ups status` shows it."""
+    def warn(message: str) -> None:
+        print(f"⚠️  {message}", flush=True)
+        if p.tracker is not None:
+            p.tracker.record_warning(stage.name, message)
+
+    return warn
 
 
 def _saver(p: _Pipeline, stage: StageDef) -> StateSaver:
