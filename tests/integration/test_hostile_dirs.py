@@ -59,6 +59,8 @@ def test_a_seed_schema_status_with_loadable_files_is_skipped_and_its_digests_rec
     before = {p.name: sha(p) for p in ckpt.glob("*.pt")}
     result = train(config, "--stage", "all", "--auto-resume", check=True)
     assert "Training Operator" not in result.stdout
+    assert "Setting epochs=0 for completed stages" in result.stdout
+    assert "STAGE 1/4: Skipping Operator (epochs<=0)" in result.stdout
     details = json.loads((ckpt / "stage_status.json").read_text())["details"]
     assert details["operator"]["outputs"]["operator_ema.pt"]["sha256"] == before["operator_ema.pt"]
     assert {p.name: sha(p) for p in ckpt.glob("*.pt")} == before
