@@ -9,6 +9,8 @@ resumable states on disk; the command that continues the run.
 
 from __future__ import annotations
 
+import shlex
+
 from typing import Any, Optional
 
 from ups.eval.dashboard import parse_time
@@ -77,10 +79,21 @@ def _stages(facts: dict[str, Any]) -> list[str]:
         ckpt = st.get("checkpoint") or "N/A"
         lines.append(f"{name:<22} {status_cell(st['state'])} {ckpt:<{CHECKPOINT_WIDTH}} "
                      f"{format_timestamp(st.get('completed_at'))}")
-    config = (facts.get("pipeline") or {}).get("config_path") or "<config>"
+    pipeline = facts.get("pipeline") or {}
+    resume = continue_command(pipeline.get("config_path"), pipeline.get("config_overrides") or [])
     for name in STAGE_NAMES:
-        lines += _progress(name, facts["stages"][name], config)
+        lines += _progress(name, facts["stages"][name], resume)
+        if facts["stages"][name].get("warning"):
+            lines.append(f"  ⚠️  {name}: {facts['stages'][name]['warning']}")
     return lines
+
+
+def continue_command(config_path: Optional[str], overrides: list[str]) -> str:
+    """The command that continues the run: its config and --set overrides, quoted for a POSIX shell."""
+    sets = [part for item in overrides for part in ("--set", str(item))]
+    args = ["python", "scripts/train.py", "--config", config_path or "CONFIG", "--stage", "all", "--auto-resume"]
+    text = shlex.join(args + sets)
+    return text if config_path else text.replace("CONFIG", "<config>", 1)
 
 
 def status_cell(state: str) -> str:
@@ -88,7 +101,7 @@ def status_cell(state: str) -> str:
     return f"{ICONS.get(state, '?')} {state}" + " " * max(1, STATUS_WIDTH - 3 - len(state))
 
 
-def _progress(name: str, st: dict[str, Any], config: str) -> list[str]:
+def _progress(name: str, st: dict[str, Any], resume: str) -> list[str]:
     """For an unfinished stage: how far it got, when it last saved, what happened."""
     if st["state"] in ("completed", "not_started"):
         return []
@@ -107,7 +120,7 @@ def _progress(name: str, st: dict[str, Any], config: str) -> list[str]:
     if st.get("error_message"):
         out.append(f"    error: {st['error_message']}")
     if st["state"] != "running":
-        out.append(f"    continue with: python scripts/train.py --config {config} --stage all --auto-resume")
+        out.append(f"    continue with: {resume}")
     return out
 
 

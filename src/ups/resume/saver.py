@@ -109,6 +109,8 @@ class StateSaver:
     def _raise_pending(self) -> None:
         if self._error is not None:
             err, self._error = self._error, None
+            if isinstance(err, KeyboardInterrupt):  # a second Ctrl-C during the save: a stop, not a failure
+                raise err
             raise CheckpointError(f"saving the training state failed: {err}") from err
 
     def _write(self, snap: dict[str, Any]) -> None:

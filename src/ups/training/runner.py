@@ -56,6 +56,7 @@ class RunOptions:
     auto_resume: bool = False
     device: Optional[str] = None
     config_path: Optional[str] = None
+    config_overrides: list[str] = field(default_factory=list)  # the --set items, for the "continue with" hint
     # Observers of durable progress (remote sync): objects with
     # on_state_saved(stage, record) and on_stage_completed(stage).
     hooks: list[Any] = field(default_factory=list)
@@ -102,7 +103,8 @@ def run_pipeline(cfg: Config, opts: RunOptions) -> dict[str, str]:
             else None
         try:
             group.on_main(lambda: update_metadata(ckpt, config_hash=config_hash(cfg), architecture=architecture(cfg),
-                                                  config_path=opts.config_path))
+                                                  config_path=opts.config_path,
+                                                  config_overrides=list(opts.config_overrides)))
             p = _Pipeline(cfg, opts, ctx, stop, group, tracker, catalog)
             return _run_stages(p, selected)
         finally:
@@ -311,6 +313,12 @@ def _fit(trainer: Trainer, p: _Pipeline, stage: StageDef) -> Trainer:
     except TrainingInterrupted:  # every rank stopped at this step (agreed), after the state was saved
         p.group.on_main(lambda: tracker.mark_stage_interrupted(stage.name, step=trainer.pos.step,
                                                                epoch=trainer.pos.epoch))
+        raise
+    except KeyboardInterrupt:  # a second Ctrl-C: stopped at once; the last committed state stands
+        if tracker is not None:
+            last = trainer.run.saver.last_record or {}
+            with contextlib.suppress(Exception):
+                tracker.mark_stage_interrupted(stage.name, step=last.get("step", 0), epoch=last.get("epoch", 0))
         raise
     except Exception as e:
         lost = p.group.lost_peer(e, f"at step {trainer.pos.step} of stage '{stage.name}'")

@@ -40,7 +40,7 @@ def train_from_args(cfg: Config, args: argparse.Namespace) -> int:
     mode = validate_resume_mode(args.resume_mode)
     resuming = bool(run_id or args.resume_from)
     opts = RunOptions(stage=args.stage, auto_resume=args.auto_resume or resuming, device=args.device,
-                      config_path=args.config)
+                      config_path=args.config, config_overrides=list(getattr(args, "overrides", []) or []))
     session = Session(cfg, opts, run_id=run_id, resume_from=args.resume_from, mode=mode,
                       remote=args.checkpoint_remote or cfg.checkpoint.remote,
                       take_over=getattr(args, "take_over_remote", False))
