@@ -166,3 +166,50 @@ def test_the_temp_sweep_removes_only_its_own_unfinished_writes(finished_run):
     train(config, "--stage", "all", "--auto-resume", check=True)
     assert [p for p in ours if p.exists()] == []
     assert [p for p in theirs if not p.exists()] == []
+
+
+# --- a saved state that loads but does not restore ------------------------------------
+
+
+def crashed_operator(tmp_path, shared_data):
+    """A run killed (-9) at operator step 10: states at steps 4 and 8 on disk."""
+    config = write_config(tmp_path, ONLY_OPERATOR | {"stages": ONLY_OPERATOR["stages"] | {"operator": {"epochs": 2}}},
+                          data_root=shared_data)
+    result = train(config, "--stage", "all", env={"UPS_FAULT": "after-step:operator:10"})
+    assert result.returncode == -9, result.stderr
+    return config, checkpoint_dir(config)
+
+
+def reshape_first_weight(ckpt, step, record_it):
+    import torch
+
+    path = ckpt / "state" / "operator" / f"step-{step:09d}.pt"
+    state = torch.load(path, weights_only=True)
+    key = next(iter(state["model"]))
+    state["model"][key] = torch.zeros(*state["model"][key].shape, 2)
+    torch.save(state, path)
+    if record_it:  # the status vouches for the altered bytes: only restoring can tell
+        status_path = ckpt / "stage_status.json"
+        status = json.loads(status_path.read_text())
+        status["details"]["operator"]["resume_state"].update(sha256=sha(path), size=path.stat().st_size)
+        status_path.write_text(json.dumps(status))
+    return path
+
+
+def test_a_state_of_the_wrong_shapes_is_set_aside_and_the_older_one_used(tmp_path, shared_data):
+    config, ckpt = crashed_operator(tmp_path, shared_data)
+    bad = reshape_first_weight(ckpt, 8, record_it=True)
+    result = train(config, "--stage", "all", "--auto-resume", check=True)
+    assert f"set aside {bad.name}" in result.stdout and "the model needs" in result.stdout
+    assert "Marked stage 'operator' as resumed (from step 4)" in result.stdout
+    assert bad.with_name(bad.name + ".set-aside").is_file()
+    assert (ckpt / "operator_ema.pt").is_file()
+
+
+def test_when_no_state_restores_the_stage_starts_over_and_says_why(tmp_path, shared_data):
+    config, ckpt = crashed_operator(tmp_path, shared_data)
+    reshape_first_weight(ckpt, 8, record_it=True)
+    reshape_first_weight(ckpt, 4, record_it=False)
+    result = train(config, "--stage", "all", "--auto-resume", check=True)
+    assert result.stdout.count("set aside step-") == 2
+    assert "no usable saved state found; starting the stage over" in result.stdout

@@ -26,11 +26,11 @@ import torch
 from ups.config import Config, config_hash
 from ups.errors import MissingUpstreamError
 from ups.models.build import architecture
-from ups.resume.atomic import remove_stale_temps
+from ups.resume.atomic import file_digest, remove_stale_temps
 from ups.resume.faults import crash_point
 from ups.resume.files import OUTPUT_FORMAT, save_torch
 from ups.resume.layout import (ALL_OUTPUT_FILES, METADATA_FILE, METRICS_FILE, OUTPUT_ROLES, STATE_DIR,
-                               STATUS_FILE)
+                               STATUS_FILE, state_file_name)
 from ups.resume.lock import CheckpointDirLock
 from ups.resume.metadata import update_metadata
 from ups.resume.plan import CONTINUE, DISABLED, RUN, SKIP, Decision, decide
@@ -45,6 +45,7 @@ from ups.training.distributed import Solo, join, restart_count, world_change_not
 from ups.training.loop import StageRun, StageTask, Trainer, steps_per_epoch
 from ups.training.metrics import MetricsLogger, SilentLog
 from ups.training.planner import format_plan, make_plan, stage_facts, upstream_fingerprint
+from ups.training.trial import restore_problem
 from ups.training.stages import BY_NAME, STAGES, StageDef, stage_config
 
 RULE = "=" * 50
@@ -270,10 +271,15 @@ def _open_stage(p: _Pipeline, stage: StageDef, decision: Decision, task: StageTa
     settings = cfg.stage(stage.name)
     resume = None
     if decision.action == CONTINUE:
+        def check(state: dict[str, Any]) -> Optional[str]:
+            return restore_problem(task, stage.name, stage.index, settings, state)
+
         resume = find_resume_state(saver.state_dir, stage.name, fp, tracker.get_stage_status(stage.name).resume_state,
-                                   lambda m: print(m, flush=True))
+                                   lambda m: print(m, flush=True), check=check)
         if resume is None:
             print("  no usable saved state found; starting the stage over", flush=True)
+        elif resume["step"] != decision.from_step:  # an older state than the status named
+            _record_fallback(tracker, stage, saver, resume)
     total_steps = settings.epochs * steps_per_epoch(task.train.n_items, settings.batch_size)
     update_metadata(cfg.checkpoint_dir, trained=False)  # true again only when every stage completes
     if resume is not None:
@@ -289,6 +295,15 @@ def _open_stage(p: _Pipeline, stage: StageDef, decision: Decision, task: StageTa
                                    fingerprint=fp, config=config)
         p.log.truncate(stage.name, after_step=0)
     return _Opened(fp, config, resume)
+
+
+def _record_fallback(tracker: StageTracker, stage: StageDef, saver: StateSaver, resume: dict[str, Any]) -> None:
+    """The status names the state actually continued from (the newer one was set aside)."""
+    path = saver.state_dir / state_file_name(resume["step"])
+    record = {"file": f"{saver.state_dir.name}/{path.name}", "step": resume["step"], "epoch": resume["epoch"],
+              **file_digest(path), "saved_at": utc_now()}
+    tracker.record_progress(stage.name, step=resume["step"], epoch=resume["epoch"], resume_state=record)
+    print(f"  continuing from the older state at step {resume['step']}", flush=True)
 
 
 def _complete(p: _Pipeline, stage: StageDef, trainer: Trainer, task: StageTask, opened: _Opened) -> None:
