@@ -22,6 +22,12 @@ class UpsError(Exception):
     exit_code = 1
 
 
+class UsageError(UpsError):
+    """The command line itself is wrong (an unknown flag, a missing argument)."""
+
+    exit_code = EXIT_USAGE
+
+
 class ConfigError(UpsError):
     """The config file or an override is invalid (names the key and the fix)."""
 

@@ -7,12 +7,14 @@ every command accepts it without declaring it.
 
 from __future__ import annotations
 
+import argparse
+import contextlib
 import os
 import sys
 import traceback
 from typing import Callable, Optional, Sequence
 
-from ups.errors import DEBUG_ENV, error_line
+from ups.errors import DEBUG_ENV, UsageError, error_line
 from ups.resume.signals import TrainingInterrupted
 
 DEBUG_FLAG = "--debug"
@@ -33,7 +35,8 @@ def run_main(main: Callable[[Optional[Sequence[str]]], int], argv: Optional[Sequ
     """Call `main`; whatever escapes becomes `error: <one line>` on stderr and its exit code."""
     args, debug = split_debug(argv)
     try:
-        return main(args)
+        with _one_line_usage_errors():
+            return main(args)
     except SystemExit:
         raise  # argparse: its own usage line and exit 2, --help: 0
     except TrainingInterrupted as e:
@@ -49,6 +52,21 @@ def run_main(main: Callable[[Optional[Sequence[str]]], int], argv: Optional[Sequ
         text, code = error_line(e)
         print(f"error: {text}", file=sys.stderr, flush=True)
         return code
+
+
+@contextlib.contextmanager
+def _one_line_usage_errors():
+    """argparse prints its usage block and then the error; here the error alone is the one line."""
+    original = argparse.ArgumentParser.error
+
+    def error(parser: argparse.ArgumentParser, message: str):
+        raise UsageError(f"{parser.prog}: {message} (see {parser.prog} --help)")
+
+    argparse.ArgumentParser.error = error  # type: ignore[method-assign]
+    try:
+        yield
+    finally:
+        argparse.ArgumentParser.error = original  # type: ignore[method-assign]
 
 
 def _traceback(debug: bool) -> None:
