@@ -288,6 +288,8 @@ def load_config(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -
 def read_yaml(path: str | Path) -> dict[str, Any]:
     """The raw mapping of a YAML config file (not validated). Raises ConfigError."""
     path = Path(path)
+    if path.is_dir():
+        raise ConfigError(f"config file {path} is a directory; give the YAML file in it, e.g. --config {path}/x.yaml")
     if not path.is_file():
         raise ConfigError(f"config file not found: {path}")
     try:

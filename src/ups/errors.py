@@ -111,6 +111,8 @@ _FS_ADVICE: dict[int, tuple[int, str]] = {
     errno.ENOTDIR: (EXIT_USAGE, "a file is where a directory belongs: the path (e.g. training.checkpoint_dir) "
                                 "must name a directory; remove or rename that file"),
     errno.ENOENT: (EXIT_USAGE, "no such file or directory: check the path"),
+    errno.EEXIST: (EXIT_USAGE, "something else already exists there: where a directory is needed (e.g. "
+                               "training.checkpoint_dir), remove or rename that file, or choose another path"),
     errno.ELOOP: (EXIT_USAGE, "too many symbolic links (or a link where none is allowed): use a plain path"),
 }
 

@@ -213,3 +213,40 @@ def test_when_no_state_restores_the_stage_starts_over_and_says_why(tmp_path, sha
     result = train(config, "--stage", "all", "--auto-resume", check=True)
     assert result.stdout.count("set aside step-") == 2
     assert "no usable saved state found; starting the stage over" in result.stdout
+
+
+# --- a full disk and a read-only mount (where this machine lets the test mount a tmpfs) ----------
+
+
+@pytest.fixture
+def small_mount(tmp_path):
+    """A 64 KiB tmpfs (needs CAP_SYS_ADMIN: skipped where mounting is not allowed)."""
+    import subprocess
+
+    point = tmp_path / "mnt"
+    point.mkdir()
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(point)],
+                      capture_output=True).returncode != 0:
+        pytest.skip("cannot mount a tmpfs here")
+    yield point
+    subprocess.run(["umount", "-l", str(point)], capture_output=True)
+
+
+def test_a_full_disk_is_one_line_that_says_so(small_mount, tmp_path, shared_data):
+    config = write_config(tmp_path, ONLY_OPERATOR | {"training": {"checkpoint_dir": str(small_mount / "ck")}},
+                          data_root=shared_data)
+    result = train(config, "--stage", "all")
+    assert result.returncode == 1
+    assert "disk is full" in one_error_line(result)
+
+
+def test_a_read_only_checkpoint_dir_is_one_line_that_says_so(small_mount, tmp_path, shared_data):
+    import subprocess
+
+    (small_mount / "ck").mkdir()
+    subprocess.run(["mount", "-o", "remount,ro", str(small_mount)], check=True)
+    config = write_config(tmp_path, ONLY_OPERATOR | {"training": {"checkpoint_dir": str(small_mount / "ck")}},
+                          data_root=shared_data)
+    result = train(config, "--stage", "all")
+    assert result.returncode == 2
+    assert "read-only" in one_error_line(result)

@@ -11,11 +11,14 @@ from __future__ import annotations
 import contextlib
 import json
 import math
+import os
+import stat
 import sys
 import time
 from pathlib import Path
 from typing import Any, Iterator, Optional
 
+from ups.errors import CheckpointError
 from ups.resume.atomic import atomic_write_bytes
 from ups.resume.layout import METRICS_FILE
 
@@ -29,12 +32,25 @@ class MetricsLogger:
         self._file = None
         self._t0 = time.time()
 
+    def _check_regular(self) -> None:
+        """Never read or append through a symlink or a device: /dev/zero would never end."""
+        try:
+            st = os.lstat(self.path)
+        except FileNotFoundError:
+            return
+        if not stat.S_ISREG(st.st_mode):
+            kind = "a directory" if stat.S_ISDIR(st.st_mode) else "a symlink" if stat.S_ISLNK(st.st_mode) \
+                else "not a regular file"
+            raise CheckpointError(f"{self.path} is {kind}; remove it (it only holds logged losses, "
+                                  "which ups writes anew) and rerun")
+
     def log(self, record: dict[str, Any]) -> None:
         # JSON has no NaN/Inf: a non-finite number is written as null, never as a bare NaN token.
         record = {k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in record.items()}
         record = {**record, "time": round(time.time(), 3)}
         if self._file is None:
             self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._check_regular()
             self._file = open(self.path, "a", encoding="utf-8")
         self._file.write(json.dumps(record, allow_nan=False) + "\n")
         self._file.flush()
@@ -55,6 +71,7 @@ class MetricsLogger:
     def truncate(self, stage: str, after_step: int) -> None:
         """Drop `stage`'s lines with step > `after_step` (that work will be redone)."""
         self.close()
+        self._check_regular()
         if not self.path.exists():
             return
         kept = []
@@ -91,6 +108,18 @@ class MetricsLogger:
 
 class SilentLog:
     """The logger of a rank other than 0 of a torchrun group: rank 0 alone writes metrics and W&B."""
+
+    def _check_regular(self) -> None:
+        """Never read or append through a symlink or a device: /dev/zero would never end."""
+        try:
+            st = os.lstat(self.path)
+        except FileNotFoundError:
+            return
+        if not stat.S_ISREG(st.st_mode):
+            kind = "a directory" if stat.S_ISDIR(st.st_mode) else "a symlink" if stat.S_ISLNK(st.st_mode) \
+                else "not a regular file"
+            raise CheckpointError(f"{self.path} is {kind}; remove it (it only holds logged losses, "
+                                  "which ups writes anew) and rerun")
 
     def log(self, record: dict[str, Any]) -> None:
         pass
