@@ -134,7 +134,10 @@ def error_line(e: BaseException) -> tuple[str, int]:
         cause = _os_cause(e)
         text = _one_line(e)
         if cause is not None and cause.errno in _FS_ADVICE:
-            text = f"{text} ({_FS_ADVICE[cause.errno][1]})"
+            fs_code, advice = _FS_ADVICE[cause.errno]
+            text = f"{text} ({advice})"
+            if fs_code == EXIT_FAILED:  # a full disk fails the run, whatever was being written
+                return text, EXIT_FAILED
         return text, e.exit_code
     if isinstance(e, OSError) and e.errno is not None:
         return os_error_line(e)

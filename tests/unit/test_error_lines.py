@@ -30,7 +30,7 @@ def test_a_typed_error_caused_by_a_filesystem_error_gets_its_advice_too():
             raise CheckpointError("saving the training state failed: no space") from e
     except CheckpointError as e:
         text, code = error_line(e)
-    assert code == 2 and "saving the training state failed" in text and "disk is full" in text
+    assert code == 1 and "saving the training state failed" in text and "disk is full" in text
 
 
 def test_a_missing_optional_package_names_the_extra_to_install():
