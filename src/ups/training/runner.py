@@ -272,7 +272,7 @@ def _open_stage(p: _Pipeline, stage: StageDef, decision: Decision, task: StageTa
     resume = None
     if decision.action == CONTINUE:
         def check(state: dict[str, Any]) -> Optional[str]:
-            return restore_problem(task, stage.name, stage.index, settings, state)
+            return restore_problem(task, stage.name, stage.index, settings, state, p.ctx.device)
 
         resume = find_resume_state(saver.state_dir, stage.name, fp, tracker.get_stage_status(stage.name).resume_state,
                                    lambda m: print(m, flush=True), check=check)
@@ -298,12 +298,12 @@ def _open_stage(p: _Pipeline, stage: StageDef, decision: Decision, task: StageTa
 
 
 def _record_fallback(tracker: StageTracker, stage: StageDef, saver: StateSaver, resume: dict[str, Any]) -> None:
-    """The status names the state actually continued from (the newer one was set aside)."""
+    """The status names the state actually continued from (a newer one was set aside, or never recorded)."""
     path = saver.state_dir / state_file_name(resume["step"])
     record = {"file": f"{saver.state_dir.name}/{path.name}", "step": resume["step"], "epoch": resume["epoch"],
               **file_digest(path), "saved_at": utc_now()}
     tracker.record_progress(stage.name, step=resume["step"], epoch=resume["epoch"], resume_state=record)
-    print(f"  continuing from the older state at step {resume['step']}", flush=True)
+    print(f"  continuing from the state at step {resume['step']} (the status now names it)", flush=True)
 
 
 def _complete(p: _Pipeline, stage: StageDef, trainer: Trainer, task: StageTask, opened: _Opened) -> None:

@@ -4,9 +4,10 @@ A state file can load (right format, right fingerprint) and still not restore: a
 of another shape or dtype, a missing key, an optimizer state for other parameters. Found
 only once the real trainer restores it, that crashes every resume, although an older
 valid state sits beside it. So the state is first restored into a throwaway trainer,
-on the CPU, by the very `Trainer._restore` the stage will run; the global RNGs are put
-back afterwards, since restoring sets them. The scratch copy costs one model (and EMA)
-of host memory, once per resume.
+on the stage's own device (a CUDA noise generator's state only fits a CUDA generator),
+by the very `Trainer._restore` the stage will run; the global RNGs are put back
+afterwards, since restoring sets them. The scratch copy costs one model, its EMA and
+optimizer state of memory on that device, once per resume, freed before training.
 """
 
 from __future__ import annotations
@@ -28,13 +29,13 @@ CPU = torch.device("cpu")
 
 
 def restore_problem(task: StageTask, name: str, index: int, settings: ResolvedStage,
-                    state: dict[str, Any]) -> Optional[str]:
+                    state: dict[str, Any], device: torch.device = CPU) -> Optional[str]:
     """Why `state` would not restore into `task`'s model (one line), or None when it would."""
     wrong = _tensor_mismatch(task.model.state_dict(), state.get("model"), "model")
     if wrong:
         return wrong
-    scratch = StageTask(model=copy.deepcopy(task.model).to(CPU), loss=task.loss, train=task.train, val=task.val)
-    run = StageRun(name=name, index=index, settings=settings, fingerprint="", seed=0, device=CPU,
+    scratch = StageTask(model=copy.deepcopy(task.model).to(device), loss=task.loss, train=task.train, val=task.val)
+    run = StageRun(name=name, index=index, settings=settings, fingerprint="", seed=0, device=device,
                    saver=NullSaver(), policy=SavePolicy(None, None), stop=StopRequest(), log=SilentLog(),
                    resume=state, warn=lambda _: None)
     rng = capture_rng()
