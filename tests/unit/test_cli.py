@@ -58,7 +58,9 @@ def test_subcommand_errors_become_one_line_and_their_exit_code(tmp_path, capsys)
 
 
 def test_ups_names_itself_in_one_line_usage_errors(capsys):
-    assert cli.main(["eval", "--config", "x.yaml"]) == 2
+    with pytest.raises(SystemExit) as exited:
+        cli.main(["eval", "--config", "x.yaml"])
+    assert exited.value.code == 2
     err = capsys.readouterr().err
     assert err.startswith("error: ups eval: the following arguments are required: --operator")
     assert len(err.strip().splitlines()) == 1 and "ups eval --help" in err

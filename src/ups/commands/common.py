@@ -60,7 +60,8 @@ def _one_line_usage_errors():
     original = argparse.ArgumentParser.error
 
     def error(parser: argparse.ArgumentParser, message: str):
-        raise UsageError(f"{parser.prog}: {message} (see {parser.prog} --help)")
+        # Still argparse's contract (stderr, then SystemExit(2)), for callers that catch it.
+        parser.exit(UsageError.exit_code, f"error: {parser.prog}: {message} (see {parser.prog} --help)\n")
 
     argparse.ArgumentParser.error = error  # type: ignore[method-assign]
     try:
