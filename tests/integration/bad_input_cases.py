@@ -9,12 +9,10 @@ of one finished tiny run as its checkpoint directory. Most cases fail before tra
 
 from __future__ import annotations
 
-import errno
 import hashlib
 import json
 import os
 import shutil
-import signal
 import subprocess
 import sys
 from dataclasses import dataclass, field
