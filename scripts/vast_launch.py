@@ -16,10 +16,11 @@ try:
 except ImportError:  # run from a checkout without installing
     sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
+from ups.commands.common import run_main  # noqa: E402
 from ups.launch.cli import build_parser, main  # noqa: E402
 from ups.launch.onstart import generate_onstart_script  # noqa: E402
 
 __all__ = ["build_parser", "generate_onstart_script", "main"]
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_main(main))

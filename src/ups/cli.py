@@ -41,6 +41,9 @@ examples:
   ups run --train-config configs/quickstart.yaml --small-eval-config configs/small_eval.yaml
   ups launch launch --config configs/train_burgers_32dim.yaml --gpu-name RTX_4090 --dry-run
   ups data --dataset burgers --split all --generate
+
+exit codes: 0 done, 1 the run failed, 2 bad input, 3 checkpoint_dir locked, 130/143 stopped by a signal.
+Every failure is one `error:` line; add --debug (or set UPS_DEBUG=1) for the traceback.
 """
 
 

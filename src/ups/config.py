@@ -26,7 +26,9 @@ PosInt = Field(gt=0)
 
 
 class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # allow_inf_nan=False: `.inf` / `.nan` are valid YAML floats, and a NaN learning rate
+    # would train four stages of NaN weights without one error.
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
 class GeneratorConfig(_Section):
@@ -312,10 +314,14 @@ def load_config(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -
 def read_yaml(path: str | Path) -> dict[str, Any]:
     """The raw mapping of a YAML config file (not validated). Raises ConfigError."""
     path = Path(path)
+    if path.is_dir():
+        raise ConfigError(f"config file {path} is a directory; give the YAML file in it, e.g. --config {path}/x.yaml")
     if not path.is_file():
         raise ConfigError(f"config file not found: {path}")
     try:
-        raw = yaml.safe_load(path.read_text()) or {}
+        raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except UnicodeDecodeError as e:
+        raise ConfigError(f"{path}: not UTF-8 text (byte {e.start}); save the config as UTF-8 YAML") from e
     except yaml.YAMLError as e:
         raise ConfigError(f"{path}: not valid YAML: {_one_line(str(e))}") from e
     if not isinstance(raw, dict):

@@ -1,10 +1,16 @@
 """Typed errors the command line turns into one clear line and an exit code.
 
 Every error a user can cause or fix (a bad config, a missing file, a held lock)
-is one of these; anything else is a bug and keeps its traceback.
+is one of these. `error_line` is the one mapping every command uses: any exception
+reaching a command's top level becomes one `error:` line and an exit code (2 bad
+input, 3 lock held, 1 the run itself failed; signals are 128 + signal: 130, 143),
+a filesystem error gets its own advice, and the traceback is shown only with
+`--debug` or UPS_DEBUG=1.
 """
 
 from __future__ import annotations
+
+import errno
 
 EXIT_USAGE = 2
 EXIT_LOCKED = 3
@@ -14,6 +20,12 @@ class UpsError(Exception):
     """Base class: a problem the user can act on. `exit_code` is what the CLI returns."""
 
     exit_code = 1
+
+
+class UsageError(UpsError):
+    """The command line itself is wrong (an unknown flag, a missing argument)."""
+
+    exit_code = EXIT_USAGE
 
 
 class ConfigError(UpsError):
@@ -83,3 +95,82 @@ class DistributedError(UpsError):
     def __init__(self, message: str, exit_code: int = 1):
         super().__init__(message)
         self.exit_code = exit_code
+
+
+# --- the one error -> exit mapping of every command ---------------------------------
+
+EXIT_FAILED = 1  # the run itself failed (diverged, out of memory, disk full, a bug)
+DEBUG_ENV = "UPS_DEBUG"  # UPS_DEBUG=1 (or --debug) adds the traceback to the one error line
+
+# What to do about each filesystem error a user can meet: (exit code, advice).
+_FS_ADVICE: dict[int, tuple[int, str]] = {
+    errno.ENOSPC: (EXIT_FAILED, "the disk is full: free space or move training.checkpoint_dir to a larger disk, "
+                                "then rerun with --auto-resume (files already written are intact)"),
+    errno.EDQUOT: (EXIT_FAILED, "the disk quota is exhausted: free space or move the directory, then rerun"),
+    errno.EROFS: (EXIT_USAGE, "the filesystem is read-only: point the path (e.g. training.checkpoint_dir, "
+                              "--output-prefix) at a writable directory"),
+    errno.EACCES: (EXIT_USAGE, "permission denied: fix the permissions (or the immutable flag) of that path, "
+                               "or choose a directory you can write"),
+    errno.EPERM: (EXIT_USAGE, "operation not permitted: fix the permissions (or the immutable flag) of that "
+                              "path, or choose another directory"),
+    errno.ENAMETOOLONG: (EXIT_USAGE, "the path is too long for the filesystem: use a shorter directory name"),
+    errno.EISDIR: (EXIT_USAGE, "a directory is where a file belongs: remove or rename that directory"),
+    errno.ENOTDIR: (EXIT_USAGE, "a file is where a directory belongs: the path (e.g. training.checkpoint_dir) "
+                                "must name a directory; remove or rename that file"),
+    errno.ENOENT: (EXIT_USAGE, "no such file or directory: check the path"),
+    errno.EEXIST: (EXIT_USAGE, "something else already exists there: where a directory is needed (e.g. "
+                               "training.checkpoint_dir), remove or rename that file, or choose another path"),
+    errno.ELOOP: (EXIT_USAGE, "too many symbolic links (or a link where none is allowed): use a plain path"),
+}
+
+
+# Optional packages and the pyproject extra that installs each.
+_EXTRAS = {"vastai": "launch", "s3fs": "s3", "gcsfs": "gcs"}
+
+
+def os_error_line(e: OSError) -> tuple[str, int]:
+    """`(message, exit code)` for a filesystem error: the path, what happened, what to do."""
+    exit_code, advice = _FS_ADVICE.get(e.errno, (EXIT_FAILED, "check the path and the disk, then rerun"))
+    where = " → ".join(str(f) for f in (e.filename, e.filename2) if f is not None) or "a file"
+    return f"{where}: {e.strerror or type(e).__name__}; {advice}", exit_code
+
+
+def error_line(e: BaseException) -> tuple[str, int]:
+    """The one line (without `error: `) and exit code for any exception reaching a command's top."""
+    if isinstance(e, UpsError):
+        cause = _os_cause(e)
+        text = _one_line(e)
+        if cause is not None and cause.errno in _FS_ADVICE:
+            fs_code, advice = _FS_ADVICE[cause.errno]
+            text = f"{text} ({advice})"
+            if fs_code == EXIT_FAILED:  # a full disk fails the run, whatever was being written
+                return text, EXIT_FAILED
+        return text, e.exit_code
+    if isinstance(e, OSError) and e.errno is not None:
+        return os_error_line(e)
+    if isinstance(e, ModuleNotFoundError) and e.name:
+        top = e.name.split(".")[0]
+        extra = _EXTRAS.get(top)
+        how = f"pip install -e '.[{extra}]' (from the checkout; or pip install 'ups[{extra}]')" if extra \
+            else f"pip install {top}"
+        return f"the Python package '{top}' is not installed; install it with: {how}", EXIT_USAGE
+    if isinstance(e, MemoryError) or type(e).__name__ == "OutOfMemoryError" or "can't allocate memory" in str(e):
+        return ("out of memory: the model or batch does not fit; lower training.batch_size or the model size "
+                f"(hidden_dim, depth) and rerun ({_one_line(e)})"), EXIT_FAILED
+    return (f"unexpected {type(e).__name__}: {_one_line(e)}; rerun with --debug (or {DEBUG_ENV}=1) for the "
+            "traceback and report it if the message does not say what to fix"), EXIT_FAILED
+
+
+def _os_cause(e: BaseException) -> "OSError | None":
+    seen = e.__cause__ or e.__context__
+    while seen is not None:
+        if isinstance(seen, OSError) and seen.errno is not None:
+            return seen
+        seen = seen.__cause__ or seen.__context__
+    return None
+
+
+def _one_line(e: BaseException, limit: int = 400) -> str:
+    lines = [line.strip() for line in str(e).splitlines() if line.strip()]
+    text = " ".join(lines) if lines else type(e).__name__
+    return text if len(text) <= limit else text[: limit - 1] + "…"

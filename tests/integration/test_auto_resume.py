@@ -35,7 +35,10 @@ def run_train(config, *args, timeout=180):
                           capture_output=True, text=True, timeout=timeout, cwd=REPO)
 
 
-def test_auto_resume_skips_completed_stages(test_config, tmp_path):
+def test_auto_resume_retrains_a_completed_stage_whose_files_are_empty(test_config, tmp_path):
+    """The spec's scenario, stricter than the seed: the bare API marks the operator completed
+    beside two empty files; those do not load, so the status alone is not trusted and the
+    operator is retrained, saying why (the skip itself: tests/integration/test_hostile_dirs.py)."""
     checkpoint_dir = tmp_path / "checkpoints"
     checkpoint_dir.mkdir()
     StageTracker(checkpoint_dir).mark_stage_completed("operator", "operator_ema.pt")
@@ -44,15 +47,11 @@ def test_auto_resume_skips_completed_stages(test_config, tmp_path):
 
     result = run_train(test_config, "--stage", "all", "--auto-resume")
 
-    assert "Setting epochs=0 for completed stages" in result.stdout
-    assert "operator: 2 epochs → 0 epochs (skipping)" in result.stdout
-    assert "STAGE 1/4: Skipping Operator (epochs<=0)" in result.stdout
+    assert "operator.pt does not load" in result.stdout
+    assert "STAGE 1/4: Training Operator" in result.stdout
     assert "STAGE 2/4: Training Diffusion Residual" in result.stdout
-    # Stricter than the seed: the empty operator file the bare API vouched for is
-    # trusted (with a warning) but never silently replaced by random weights.
-    assert "trusting its files unverified" in result.stdout
-    assert result.returncode == 2
-    assert "operator_ema.pt" in result.stderr and "Traceback" not in result.stderr
+    assert result.returncode == 0, result.stderr
+    assert (checkpoint_dir / "operator_ema.pt").stat().st_size > 0
 
 
 def test_stage_status_updates_correctly(test_config, tmp_path):

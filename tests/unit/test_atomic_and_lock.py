@@ -33,11 +33,21 @@ def test_save_torch_records_the_digest_of_the_bytes_on_disk(tmp_path):
 
 
 def test_stale_temp_files_are_removed(tmp_path):
-    (tmp_path / "state").mkdir()
-    leftover = tmp_path / "state" / ".tmp-step-000000004.pt.abc"
+    (tmp_path / "state" / "operator").mkdir(parents=True)
+    leftover = tmp_path / "state" / "operator" / ".tmp-step-000000004.pt.abc_1234"
     leftover.write_bytes(b"partial")
-    assert remove_stale_temps(tmp_path) == [leftover]
+    assert remove_stale_temps(tmp_path, ["stage_status.json"], [tmp_path / "state" / "operator"]) == [leftover]
     assert not leftover.exists()
+
+
+def test_the_temp_sweep_leaves_other_names_and_subfolders_alone(tmp_path):
+    ours = tmp_path / ".tmp-stage_status.json.k2j3h4x1"
+    others = [tmp_path / ".tmp-notes.txt", tmp_path / ".tmp-stage_status.json.short", tmp_path / "sub" / ours.name]
+    for p in [ours, *others]:
+        p.parent.mkdir(parents=True, exist_ok=True)
+        p.write_text("x")
+    assert remove_stale_temps(tmp_path, ["stage_status.json"]) == [ours]
+    assert all(p.exists() for p in others)
 
 
 class Exploit:

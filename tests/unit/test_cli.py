@@ -57,10 +57,13 @@ def test_subcommand_errors_become_one_line_and_their_exit_code(tmp_path, capsys)
     assert err.startswith("error: checkpoint directory not found") and "Traceback" not in err
 
 
-def test_ups_names_itself_in_usage_errors(capsys):
-    with pytest.raises(SystemExit):
+def test_ups_names_itself_in_one_line_usage_errors(capsys):
+    with pytest.raises(SystemExit) as exited:
         cli.main(["eval", "--config", "x.yaml"])
-    assert "usage: ups eval" in capsys.readouterr().err
+    assert exited.value.code == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ups eval: the following arguments are required: --operator")
+    assert len(err.strip().splitlines()) == 1 and "ups eval --help" in err
 
 
 @pytest.mark.parametrize("script", ["show_training_status.py", "evaluate.py", "run_fast_to_sota.py",

@@ -39,3 +39,21 @@ def test_progress_bar_when_asked(tmp_path, monkeypatch):
     with log.progress("operator", total=10, start=4) as bar:
         bar.update(10)
     assert "operator" in err.getvalue() and "10/10" in err.getvalue()
+
+
+def test_foreign_lines_are_skipped_not_fatal(tmp_path):
+    log = MetricsLogger(tmp_path, progress="off")
+    log.log(record("operator", 5))
+    log.close()
+    with open(tmp_path / "metrics.jsonl", "ab") as f:
+        f.write(b"\xff\xfe not utf-8\n[1, 2]\n42\n")
+    MetricsLogger(tmp_path, progress="off").truncate("operator", after_step=10)
+    assert [(r["stage"], r["step"]) for r in read_metrics(tmp_path)] == [("operator", 5)]
+
+
+def test_a_non_finite_number_is_written_as_null_never_as_a_nan_token(tmp_path):
+    log = MetricsLogger(tmp_path, progress="off")
+    log.log(record("operator", 5, loss=float("nan")))
+    log.close()
+    line = (tmp_path / "metrics.jsonl").read_text().strip()
+    assert json.loads(line, parse_constant=lambda c: (_ for _ in ()).throw(AssertionError(c)))["loss"] is None

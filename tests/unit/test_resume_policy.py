@@ -26,9 +26,15 @@ def test_altered_output_reruns_with_the_reason():
     assert d.action == RUN and "operator.pt was altered" in d.reason
 
 
-def test_completed_without_digests_is_trusted_with_a_warning():
+def test_completed_without_digests_whose_files_check_is_skipped_and_its_digests_recorded():
     d = decide(facts(has_digests=False, recorded_fingerprint=None), auto_resume=True)
-    assert d.action == SKIP and d.warnings and "unverified" in d.warnings[0]
+    assert d.action == SKIP and d.record_digests and "recording their digests" in d.warnings[0]
+
+
+def test_completed_without_digests_whose_files_do_not_load_reruns():
+    d = decide(facts(has_digests=False, recorded_fingerprint=None,
+                     output_problems=("operator.pt does not load (truncated)",)), auto_resume=True)
+    assert d.action == RUN and "operator.pt does not load" in d.reason
 
 
 def test_changed_config_reruns_and_names_the_keys():

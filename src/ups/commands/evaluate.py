@@ -45,9 +45,8 @@ def build_parser(prog: str = "evaluate.py") -> argparse.ArgumentParser:
 
 def main(argv: Optional[Sequence[str]] = None, prog: str = "evaluate.py") -> int:
     args = build_parser(prog).parse_args(argv)
+    cfg = load_config(args.config, args.overrides)  # a bad config fails before torch is imported
     from ups.eval.run import evaluate_checkpoints, key_numbers  # imports torch: after --help
-
-    cfg = load_config(args.config, args.overrides)
     ev = evaluate_checkpoints(cfg, args.operator, args.diffusion, device=args.device,
                               output_prefix=args.output_prefix)
     print("\n".join(key_numbers(ev)), flush=True)

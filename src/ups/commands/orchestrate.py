@@ -8,6 +8,7 @@ import sys
 from typing import Optional, Sequence
 
 from ups.commands.common import run_main
+from ups.errors import ConfigError
 
 EXAMPLES = """examples:
   python scripts/run_fast_to_sota.py --train-config configs/quickstart.yaml \\
@@ -52,7 +53,11 @@ def build_parser(prog: str = "run_fast_to_sota.py") -> argparse.ArgumentParser:
 
 def main(argv: Optional[Sequence[str]] = None, prog: str = "run_fast_to_sota.py") -> int:
     args = build_parser(prog).parse_args(argv)
-    args.extra = [part for value in args.train_extra for part in shlex.split(value)]
+    try:
+        args.extra = [part for value in args.train_extra for part in shlex.split(value)]
+    except ValueError as e:  # an unbalanced quote
+        raise ConfigError(f"--train-extra-arg {args.train_extra!r}: {e}; quote each value once, "
+                          "e.g. --train-extra-arg=\"--set stages.operator.epochs=3\"") from e
     from ups.eval.orchestrate import run_fast_to_sota
 
     return run_fast_to_sota(args)

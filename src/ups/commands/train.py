@@ -17,8 +17,10 @@ EXAMPLES = """examples:
   python scripts/train.py --config configs/train_burgers_32dim.yaml --resume-from-wandb abc123 --resume-mode must
   torchrun --standalone --nproc-per-node 8 scripts/train.py --config configs/train_burgers_32dim.yaml --auto-resume
 
-exit codes: 0 done, 2 bad config/data/checkpoint, 3 checkpoint_dir locked by another trainer,
-            143/130 stopped by SIGTERM/SIGINT after saving (rerun with --auto-resume)."""
+exit codes: 0 done, 1 the run failed (a non-finite loss, out of memory, disk full), 2 bad
+            config/data/checkpoint/directory, 3 checkpoint_dir locked by another trainer,
+            143/130 stopped by SIGTERM/SIGINT after saving (rerun with --auto-resume).
+Every failure is one `error:` line; --debug (or UPS_DEBUG=1) adds the traceback."""
 
 
 def build_parser(prog: str = "train.py") -> argparse.ArgumentParser:
@@ -49,14 +51,15 @@ def build_parser(prog: str = "train.py") -> argparse.ArgumentParser:
                         "then auto-resume")
     p.add_argument("--checkpoint-remote", metavar="URI",
                    help="keep a verified copy of progress at this fsspec URI (overrides checkpoint.remote)")
+    p.add_argument("--take-over-remote", action="store_true",
+                   help="let --checkpoint-remote replace a different run found there (refused otherwise)")
     return p
 
 
 def main(argv: Optional[Sequence[str]] = None, prog: str = "train.py") -> int:
     args = build_parser(prog).parse_args(argv)
+    cfg = load_config(args.config, args.overrides)  # a bad config fails before torch is imported
     from ups.training.session import train_from_args  # imports torch: after --help
-
-    cfg = load_config(args.config, args.overrides)
     return train_from_args(cfg, args)
 
 

@@ -24,7 +24,7 @@ from ups.resume.tracker import StageStatus, read_status_file
 
 VERIFY_MODES = ("sha256", "size", "none")
 PIPELINE_KEYS = ("trained", "trained_at", "last_small_eval", "last_small_eval_at", "last_full_eval",
-                 "last_full_eval_at", "config_hash", "config_path")
+                 "last_full_eval_at", "config_hash", "config_path", "config_overrides")
 
 
 def parse_time(text: Optional[str]) -> Optional[datetime]:

@@ -82,10 +82,26 @@ def _stages(facts: dict[str, Any]) -> list[str]:
         ckpt = st.get("checkpoint") or "N/A"
         lines.append(f"{name:<22} {status_cell(st['state'])} {ckpt:<{CHECKPOINT_WIDTH}} "
                      f"{format_timestamp(st.get('completed_at'))}")
-    config = (facts.get("pipeline") or {}).get("config_path") or "<config>"
+    pipeline = facts.get("pipeline") or {}
+    resume = continue_command(pipeline.get("config_path"), pipeline.get("config_overrides") or [],
+                              facts.get("resume_from"))
     for name in STAGE_NAMES:
-        lines += _progress(name, facts["stages"][name], config, facts.get("resume_from"))
+        lines += _progress(name, facts["stages"][name], resume)
+        if facts["stages"][name].get("warning"):
+            lines.append(f"  ⚠️  {name}: {facts['stages'][name]['warning']}")
     return lines
+
+
+def continue_command(config_path: Optional[str], overrides: list[str], resume_from: Optional[str] = None) -> str:
+    """The command that continues the run: its config and --set overrides, quoted for a POSIX shell.
+
+    A remote copy continues on another machine: from that remote (`--resume-from URI`).
+    """
+    sets = [part for item in overrides for part in ("--set", str(item))]
+    source = ["--resume-from", resume_from] if resume_from else ["--auto-resume"]
+    args = ["python", "scripts/train.py", "--config", config_path or "CONFIG", "--stage", "all", *source]
+    text = shlex.join(args + sets)
+    return text if config_path else text.replace("CONFIG", "<config>", 1)
 
 
 def status_cell(state: str) -> str:
@@ -93,7 +109,7 @@ def status_cell(state: str) -> str:
     return f"{ICONS.get(state, '?')} {state}" + " " * max(1, STATUS_WIDTH - 3 - len(state))
 
 
-def _progress(name: str, st: dict[str, Any], config: str, resume_from: Optional[str] = None) -> list[str]:
+def _progress(name: str, st: dict[str, Any], resume: str) -> list[str]:
     """For an unfinished stage: how far it got, when it last saved, what happened."""
     if st["state"] in ("completed", "not_started"):
         return []
@@ -112,8 +128,7 @@ def _progress(name: str, st: dict[str, Any], config: str, resume_from: Optional[
     if st.get("error_message"):
         out.append(f"    error: {st['error_message']}")
     if st["state"] != "running":
-        source = f"--resume-from {shlex.quote(resume_from)}" if resume_from else "--auto-resume"
-        out.append(f"    continue with: python scripts/train.py --config {config} --stage all {source}")
+        out.append(f"    continue with: {resume}")
     return out
 
 

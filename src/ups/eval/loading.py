@@ -58,6 +58,11 @@ def _load(path: Path, stages: tuple[str, ...], cfg: Config) -> dict[str, Any]:
     check_architecture(obj, cfg, stage, path)
     if not isinstance(obj.get("latent"), dict):
         raise CheckpointError(f"{path} does not describe its latent codec ('latent' entry missing)")
+    bad = [k for k, t in (obj.get("state_dict") or {}).items()
+           if isinstance(t, torch.Tensor) and t.is_floating_point() and not bool(torch.isfinite(t).all())]
+    if bad:  # scores of NaN weights would be NaN: say so instead of reporting them
+        raise CheckpointError(f"{path} holds NaN/Inf weights ({bad[0]}{' and more' if len(bad) > 1 else ''}): "
+                              f"its stage diverged; retrain stage {stage!r} with a lower learning rate")
     return obj
 
 

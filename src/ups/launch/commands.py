@@ -148,8 +148,9 @@ def cmd_launch(args: argparse.Namespace) -> int:
     wanted = offer_filter(args)
     secrets = forwarded_secrets(args.env)
     script = onstart_script(args, resume_from_remote=args.resume_from_remote)
-    save_script(script, args.onstart_out)
     request = create_request(args, script, secrets)
+    shown = request.redacted_payload() if args.dry_run else None  # needs the SDK: fail before writing anything
+    save_script(script, args.onstart_out)
     if args.resume_from_wandb and "WANDB_API_KEY" not in secrets:
         print("warning: --resume-from-wandb without --env WANDB_API_KEY: the instance "
               "cannot reach W&B unless its image provides a key", file=sys.stderr)
@@ -158,7 +159,7 @@ def cmd_launch(args: argparse.Namespace) -> int:
             {"search": {"type": wanted.offer_type, "query": wanted.query(), "order": "dph_total"}}
         print(script)
         print("# request that would be sent (secrets redacted):")
-        print(json.dumps({**offer, "create_instance": request.redacted_payload()}, indent=2))
+        print(json.dumps({**offer, "create_instance": shown}, indent=2))
         print("# dry run: nothing was sent", file=sys.stderr)
         return 0
     api = VastApi()

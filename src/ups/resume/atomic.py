@@ -13,11 +13,12 @@ import contextlib
 import hashlib
 import json
 import os
+import re
 import tempfile
 import threading
 from concurrent.futures import Future
 from pathlib import Path
-from typing import Any, BinaryIO, Iterator
+from typing import Any, BinaryIO, Iterable, Iterator
 
 from ups.resume.faults import crash_point
 
@@ -110,12 +111,37 @@ def digest_in_background(path: Path) -> Future:
     return future
 
 
-def remove_stale_temps(directory: Path) -> list[Path]:
-    """Delete temp files a killed writer left behind; they are never valid data."""
+def remove_stale_temps(directory: Path, names: Iterable[str], state_dirs: Iterable[Path] = ()) -> list[Path]:
+    """Delete temp files a killed writer of this project left behind; they are never valid data.
+
+    Only where the trainer writes (`directory` itself and the given state directories, not
+    their subfolders: a nested run, or a user's folder, is none of its business) and only
+    names `atomic_path` makes for the files it commits there: `.tmp-<name>.<8 random>` for
+    one of `names` (or a state file `step-N.pt`). A user's own `.tmp-notes` is left alone.
+    A live writer of another run never writes here: the directory is locked by this one.
+    """
     removed = []
-    if directory.is_dir():
-        for p in directory.rglob(f"{TEMP_PREFIX}*"):
-            with contextlib.suppress(OSError):
-                p.unlink()
-                removed.append(p)
+    top = (_temp_pattern(names), _DOWNLOAD_TEMP)
+    targets = [(Path(directory), top)] + [(Path(d), (_STATE_TEMP,)) for d in state_dirs]
+    for folder, patterns in targets:
+        if not folder.is_dir() or folder.is_symlink():
+            continue
+        for p in folder.iterdir():
+            ours = any(pattern.fullmatch(p.name) for pattern in patterns)
+            if ours and p.is_file() and not p.is_symlink():
+                with contextlib.suppress(OSError):
+                    p.unlink()
+                    removed.append(p)
     return removed
+
+
+# mkstemp's random part: 8 characters of [a-z0-9_] (CPython Lib/tempfile.py, _RandomNameSequence).
+_RANDOM = r"[a-z0-9_]{8}"
+# The remote status a download checks before using it (ups.remote.download).
+_DOWNLOAD_TEMP = re.compile(rf"{re.escape(TEMP_PREFIX)}remote-{_RANDOM}\.json")
+_STATE_TEMP = re.compile(rf"{re.escape(TEMP_PREFIX)}step-\d+\.pt\.{_RANDOM}")
+
+
+def _temp_pattern(names: Iterable[str]) -> re.Pattern:
+    alternatives = "|".join(re.escape(n) for n in sorted(names))
+    return re.compile(rf"{re.escape(TEMP_PREFIX)}(?:{alternatives})\.{_RANDOM}")

@@ -10,7 +10,8 @@ written and fsynced, not yet renamed into place), `after-step:<stage>:<step>`,
 `UPS_FAULT=raise:<point>` raises a RuntimeError there instead (a crash the
 process survives long enough to record: an OOM, a NaN check, a bug);
 `UPS_FAULT=term:<point>` sends the process SIGTERM there (a preemption notice
-arriving at a known step).
+arriving at a known step); `UPS_FAULT=int2:<point>` sends SIGINT twice in a row
+(a second Ctrl-C before the first one's save is done).
 
 In a torchrun group every rank that reaches the point fires, unless
 `UPS_FAULT_RANK=<r>` names the one rank that should. A fault fires only in the
@@ -23,7 +24,7 @@ from __future__ import annotations
 import os
 import signal
 
-_KINDS = ("raise:", "term:")
+_KINDS = ("raise:", "term:", "int2:")
 
 
 def _is_armed_here() -> bool:
@@ -58,6 +59,10 @@ def crash_point(name: str) -> None:
     if _POINT == f"term:{name}":
         print(f"[fault injection] SIGTERM at {name}", flush=True)
         os.kill(os.getpid(), signal.SIGTERM)
+    if _POINT == f"int2:{name}":  # an impatient user: Ctrl-C, and Ctrl-C again at once
+        print(f"[fault injection] SIGINT twice at {name}", flush=True)
+        os.kill(os.getpid(), signal.SIGINT)
+        os.kill(os.getpid(), signal.SIGINT)
 
 
 def _bare(point: str) -> str:

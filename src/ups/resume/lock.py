@@ -4,18 +4,24 @@ Two trainers writing the same `stage_status.json` and state files would corrupt
 each other's progress. The lock is an `fcntl.flock` on `.train.lock`: the kernel
 releases it when the holder dies (even by `kill -9`), so a stale lock is taken
 over without any guesswork about PIDs. The file's text only says who holds it.
+
+The lock file is truncated and rewritten by whoever takes it, so it is opened with
+`O_NOFOLLOW` and must be a regular file with one link: a `.train.lock` planted as a
+symlink or hard link to a file elsewhere would otherwise have that file truncated.
 """
 
 from __future__ import annotations
 
+import errno
 import fcntl
 import json
 import os
 import socket
+import stat
 import time
 from pathlib import Path
 
-from ups.errors import LockHeldError
+from ups.errors import CheckpointError, LockHeldError
 
 LOCK_FILE = ".train.lock"
 
@@ -30,7 +36,7 @@ class CheckpointDirLock:
 
     def acquire(self) -> "CheckpointDirLock":
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        fd = self._open()
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -47,6 +53,24 @@ class CheckpointDirLock:
         os.pwrite(fd, json.dumps(info).encode(), 0)
         self._fd = fd
         return self
+
+    def _open(self) -> int:
+        fix = f"remove {self.path} (ups recreates it) and rerun"
+        try:
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK, 0o644)
+        except OSError as e:
+            if e.errno == errno.ELOOP:
+                raise CheckpointError(f"{self.path} is a symbolic link; the lock file must be a regular file "
+                                      f"in the checkpoint directory: {fix}") from None
+            if e.errno == errno.EISDIR:
+                raise CheckpointError(f"{self.path} is a directory, not a lock file: {fix}") from None
+            raise
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode) or st.st_nlink != 1:
+            os.close(fd)
+            what = "not a regular file" if not stat.S_ISREG(st.st_mode) else "a hard link to another file"
+            raise CheckpointError(f"{self.path} is {what}; refusing to use it as the lock: {fix}")
+        return fd
 
     def release(self) -> None:
         if self._fd is not None:

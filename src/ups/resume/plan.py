@@ -28,7 +28,7 @@ class StageFacts:
     config: dict[str, Any]  # the stage's flattened config now
     fingerprint: Optional[str]  # None while an upstream is about to rerun
     output_problems: tuple[str, ...] = ()  # why the recorded outputs do not verify
-    has_digests: bool = True  # False: completed through the bare API, nothing to verify
+    has_digests: bool = True  # False: completed in the seed's schema; output_problems says if its files load
     saved_step: Optional[int] = None  # step of the resumable state recorded for this stage
     error_message: Optional[str] = None
     pending_upstream: tuple[str, ...] = ()
@@ -41,6 +41,7 @@ class Decision:
     reason: str
     from_step: Optional[int] = None
     warnings: tuple[str, ...] = field(default=())
+    record_digests: bool = False  # skipped on files checked now: record their digests
 
 
 def fingerprint(config: dict[str, Any], upstream_digests: dict[str, dict[str, str]]) -> str:
@@ -77,9 +78,11 @@ def _decide_completed(f: StageFacts) -> Decision:
     if f.output_problems:
         return Decision(f.name, RUN, "completed, but " + "; ".join(f.output_problems))
     if not f.has_digests:
+        # The status alone proves nothing: output_problems came from loading the files.
         warn = (f"{f.name}: completed without recorded digests (written by an older tool or the bare "
-                "StageTracker API); trusting its files unverified")
-        return Decision(f.name, SKIP, "completed (unverified: no recorded digests)", warnings=(warn,))
+                "StageTracker API); its files exist and load, recording their digests now")
+        return Decision(f.name, SKIP, "completed (no recorded digests; files checked, digests recorded now)",
+                        warnings=(warn,), record_digests=True)
     stale = _staleness(f)
     if stale:
         return Decision(f.name, RUN, "completed, but " + stale)

@@ -109,6 +109,8 @@ class StateSaver:
     def _raise_pending(self) -> None:
         if self._error is not None:
             err, self._error = self._error, None
+            if isinstance(err, KeyboardInterrupt):  # a second Ctrl-C during the save: a stop, not a failure
+                raise err
             raise CheckpointError(f"saving the training state failed: {err}") from err
 
     def _write(self, snap: dict[str, Any]) -> None:
@@ -172,23 +174,45 @@ def load_verified_state(path: Path, expected: Optional[dict[str, Any]]) -> dict[
     return load_torch(path)
 
 
+SET_ASIDE_SUFFIX = ".set-aside"  # a state that failed to load or restore, kept for inspection
+
+
 def find_resume_state(
-    state_dir: Path, stage: str, fingerprint: str, recorded: Optional[dict[str, Any]], log: Callable[[str], None]
+    state_dir: Path, stage: str, fingerprint: str, recorded: Optional[dict[str, Any]], log: Callable[[str], None],
+    check: Optional[Callable[[dict[str, Any]], Optional[str]]] = None,
 ) -> Optional[dict[str, Any]]:
-    """The newest usable state of `stage` for `fingerprint`, or None (reasons are logged)."""
+    """The newest usable state of `stage` for `fingerprint`, or None (reasons are logged).
+
+    A state that does not load, or that `check` says would not restore, is set aside
+    (renamed `step-N.pt.set-aside`, so no later resume tries it again) and the next
+    older one is tried.
+    """
     recorded_step = (recorded or {}).get("step")
     for step in reversed(list_state_steps(state_dir)):
         path = state_dir / state_file_name(step)
         try:
             state = load_verified_state(path, recorded if step == recorded_step else None)
         except CheckpointError as e:
-            log(f"  ignoring {path.name}: {e}")
+            _set_aside(path, str(e), log)
             continue
-        if state.get("format") != STATE_FORMAT or state.get("stage") != stage:
+        if not isinstance(state, dict) or state.get("format") != STATE_FORMAT or state.get("stage") != stage:
             log(f"  ignoring {path.name}: not a {stage} training state")
             continue
         if state.get("fingerprint") != fingerprint:
             log(f"  ignoring {path.name}: saved for a different config or upstream")
             continue
+        problem = check(state) if check is not None else None
+        if problem:
+            _set_aside(path, problem, log)
+            continue
         return state
     return None
+
+
+def _set_aside(path: Path, reason: str, log: Callable[[str], None]) -> None:
+    reason = reason.strip().splitlines()[0] if reason.strip() else "unreadable"
+    try:
+        path.rename(path.with_name(path.name + SET_ASIDE_SUFFIX))
+        log(f"  set aside {path.name} (as {path.name}{SET_ASIDE_SUFFIX}): {reason}; trying an older state")
+    except OSError:
+        log(f"  ignoring {path.name}: {reason}")

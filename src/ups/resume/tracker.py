@@ -50,6 +50,7 @@ class StageStatus:
     config: Optional[dict] = None
     outputs: Optional[dict] = None
     resume_state: Optional[dict] = None
+    warning: Optional[str] = None  # the latest training warning (a diverging loss, a clamped batch)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -185,6 +186,7 @@ class StageTracker:
                 fingerprint=fingerprint or cur.fingerprint,
                 config=config or cur.config,
                 outputs=outputs,
+                warning=cur.warning,
             )
 
         self._update(stage, complete)
@@ -282,6 +284,15 @@ class StageTracker:
             data.setdefault("details", {})[key] = value
             self._write_status(data)
 
+    def record_warning(self, stage: str, message: str) -> None:
+        """Keep the latest training warning of the stage beside its progress."""
+
+        def warn(cur: StageStatus) -> StageStatus:
+            cur.warning = message
+            return cur
+
+        self._update(stage, warn)
+
     def set_stage(self, stage: str, status: StageStatus) -> None:
         """Write one entry as given (used when rebuilding the file from verified outputs)."""
         self._update(stage, lambda _: status)
@@ -308,11 +319,49 @@ def read_status_file(path: Path) -> dict:
         status = entry.get("status") if isinstance(entry, dict) else None
         if status not in STATUSES:
             raise StatusFileError(f"{path}: stages.{stage}.status is {status!r}, not one of {STATUSES}; {hint}")
+        problem = _detail_problem({k: v for k, v in entry.items() if k in ("epoch",)}) or _seed_problem(entry)
+        if problem:
+            raise StatusFileError(f"{path}: stages.{stage}{problem}; {hint}")
     for stage in STAGE_NAMES:
         data["stages"].setdefault(stage, StageStatus().seed_dict())
     if not isinstance(data.get("details", {}), dict):
         raise StatusFileError(f"{path}: 'details' must be a mapping; {hint}")
+    for stage, entry in (data.get("details") or {}).items():
+        problem = _detail_problem(entry)
+        if problem:
+            raise StatusFileError(f"{path}: details.{stage}{problem}; {hint}")
     return data
+
+
+# The type each additive fact must have when present (a hand-edited or foreign file is checked
+# here once, so no reader meets a string where it expects a mapping).
+_DETAIL_TYPES: dict[str, tuple[type, ...]] = {
+    "step": (int,), "total_steps": (int,), "epoch": (int,), "interrupted_at": (str,), "updated_at": (str,),
+    "fingerprint": (str,), "config": (dict,), "outputs": (dict,), "resume_state": (dict,), "warning": (str,),
+}
+
+
+def _seed_problem(entry: dict) -> Optional[str]:
+    for key in ("checkpoint", "started_at", "completed_at", "error_message"):
+        if entry.get(key) is not None and not isinstance(entry[key], str):
+            return f".{key} is {entry[key]!r}, not a string"
+    total = entry.get("total_epochs")
+    if total is not None and (not isinstance(total, int) or isinstance(total, bool)):
+        return f".total_epochs is {total!r}, not an int"
+    return None
+
+
+def _detail_problem(entry: Any) -> Optional[str]:
+    if not isinstance(entry, dict):
+        return f" is a {type(entry).__name__}, not a mapping"
+    for key, types in _DETAIL_TYPES.items():
+        value = entry.get(key)
+        if value is not None and (not isinstance(value, types) or isinstance(value, bool)):
+            return f".{key} is {value!r}, not a {types[0].__name__}"
+    for name, rec in (entry.get("outputs") or {}).items():
+        if not isinstance(rec, dict):
+            return f".outputs.{name} is not a mapping"
+    return None
 
 
 def _entry(data: dict, stage: str) -> StageStatus:

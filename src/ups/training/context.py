@@ -21,7 +21,7 @@ from torch import nn
 from ups.config import Config
 from ups.data.burgers import ensure_data
 from ups.data.pdebench import FieldSplit, field_stats, open_split
-from ups.errors import CheckpointError, DataError
+from ups.errors import CheckpointError, ConfigError, DataError
 from ups.models.build import architecture, build_codec
 from ups.models.latent import LatentCodec
 from ups.resume.files import load_output
@@ -45,7 +45,11 @@ def resolve_device(name: str) -> torch.device:
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if name.startswith("cuda") and not torch.cuda.is_available():
         raise DataError(f"device '{name}' requested but CUDA is not available; use --device cpu")
-    return torch.device(name)
+    try:
+        return torch.device(name)
+    except (RuntimeError, ValueError) as e:
+        raise ConfigError(f"device {name!r} (--device or training.device) is not a torch device; "
+                          "use auto, cpu, cuda or cuda:N") from e
 
 
 @dataclass

@@ -39,6 +39,7 @@ from ups.resume.saver import StateSaver
 from ups.resume.signals import StopRequest, TrainingInterrupted
 from ups.training.accounting import NullMeter
 from ups.training.distributed import Solo
+from ups.training.guard import FiniteGuard
 
 MAX_VAL_BATCHES = 16
 
@@ -84,6 +85,7 @@ class StageRun:
     resume: Optional[dict[str, Any]] = None
     group: Solo = field(default_factory=lambda: Solo(torch.device("cpu")))  # a torchrun rank, or alone
     meter: Any = field(default_factory=NullMeter)  # told of each finished step (the goodput record)
+    warn: Callable[[str], None] = print  # a warning for the log and the status (e.g. a diverging loss)
 
 
 @dataclass
@@ -143,6 +145,7 @@ class Trainer:
         self.loss_sum = torch.zeros((), device=run.device)
         self.loss_count = 0
         self._last_save = (0, time.monotonic())
+        self.guard = FiniteGuard(run.name, run.device, run.warn)
         if run.resume is not None:
             self._restore(run.resume)
 
@@ -184,6 +187,7 @@ class Trainer:
         self._last_save = (self.pos.step, time.monotonic())
 
     def save(self, wait: bool = False) -> None:
+        self.guard.check(self._last_save[0], self._weights())  # a diverged state is never saved
         self.run.saver.save(self.state(), wait=wait)
         self._last_save = (self.pos.step, time.monotonic())
 
@@ -202,6 +206,10 @@ class Trainer:
                     self._after_step()
         self.run.group.drain()
         self.run.saver.wait()
+        self.guard.check(self._last_save[0], self._weights())  # nor recorded as the stage's output
+
+    def _weights(self) -> list[torch.Tensor]:
+        return [*self.model.parameters(), *self.ema.module.parameters()]
 
     def _step(self, order: torch.Tensor) -> None:
         bs, b = self.run.settings.batch_size, self.pos.batch
@@ -213,7 +221,8 @@ class Trainer:
         self.opt.zero_grad(set_to_none=True)
         self.scaler.scale(loss).backward()
         self.scaler.unscale_(self.opt)
-        nn.utils.clip_grad_norm_(self.model.parameters(), self.run.settings.grad_clip)
+        norm = nn.utils.clip_grad_norm_(self.model.parameters(), self.run.settings.grad_clip)
+        self.guard.observe(self.pos.step + 1, loss.detach(), None if self.scaler.is_enabled() else norm)
         self.scaler.step(self.opt)
         self.scaler.update()
         self.sched.step()
@@ -244,6 +253,8 @@ class Trainer:
 
     def _end_epoch(self) -> None:
         val = self._val_loss()
+        if val is not None and not math.isfinite(val):
+            self.guard.fail(self.pos.step, self._last_save[0], f"the validation loss is {val}")
         self.pos.epoch += 1
         self.pos.batch = 0
         if val is not None:
@@ -262,7 +273,9 @@ class Trainer:
         )
 
     def _log_train(self) -> None:
+        self.guard.check(self._last_save[0])
         mean = self.run.group.mean(self.loss_sum / max(self.loss_count, 1)).item()
+        self.guard.watch_growth(self.pos.step, mean)
         self.loss_sum.zero_()
         self.loss_count = 0
         self.run.log.log(self._record("train", mean))

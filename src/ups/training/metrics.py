@@ -10,11 +10,15 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
+import os
+import stat
 import sys
 import time
 from pathlib import Path
 from typing import Any, Iterator, Optional
 
+from ups.errors import CheckpointError
 from ups.resume.atomic import atomic_write_bytes
 from ups.resume.layout import METRICS_FILE
 
@@ -28,12 +32,27 @@ class MetricsLogger:
         self._file = None
         self._t0 = time.time()
 
+    def _check_regular(self) -> None:
+        """Never read or append through a symlink or a device: /dev/zero would never end."""
+        try:
+            st = os.lstat(self.path)
+        except FileNotFoundError:
+            return
+        if not stat.S_ISREG(st.st_mode):
+            kind = "a directory" if stat.S_ISDIR(st.st_mode) else "a symlink" if stat.S_ISLNK(st.st_mode) \
+                else "not a regular file"
+            raise CheckpointError(f"{self.path} is {kind}; remove it (it only holds logged losses, "
+                                  "which ups writes anew) and rerun")
+
     def log(self, record: dict[str, Any]) -> None:
+        # JSON has no NaN/Inf: a non-finite number is written as null, never as a bare NaN token.
+        record = {k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in record.items()}
         record = {**record, "time": round(time.time(), 3)}
         if self._file is None:
             self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._check_regular()
             self._file = open(self.path, "a", encoding="utf-8")
-        self._file.write(json.dumps(record) + "\n")
+        self._file.write(json.dumps(record, allow_nan=False) + "\n")
         self._file.flush()
         if self.wandb_run is not None:
             prefix = f"{record['stage']}/{record['kind']}"
@@ -44,21 +63,25 @@ class MetricsLogger:
         if self.lines:
             print(
                 f"[{record['stage']}] {record['kind']:<5} epoch {record['epoch']:>3} step {record['step']:>6} "
-                f"loss {record['loss']:.4e} lr {record['lr']:.2e}",
+                f"loss {record['loss'] if record['loss'] is None else format(record['loss'], '.4e')} "
+                f"lr {record['lr']:.2e}",
                 flush=True,
             )
 
     def truncate(self, stage: str, after_step: int) -> None:
         """Drop `stage`'s lines with step > `after_step` (that work will be redone)."""
         self.close()
+        self._check_regular()
         if not self.path.exists():
             return
         kept = []
-        for line in self.path.read_text(encoding="utf-8").splitlines():
+        for line in self.path.read_text(encoding="utf-8", errors="replace").splitlines():
             try:
                 rec = json.loads(line)
             except ValueError:
                 continue  # a line torn by a kill; the work it described is redone
+            if not isinstance(rec, dict):
+                continue  # not a record this logger wrote
             if rec.get("stage") == stage and rec.get("step", 0) > after_step:
                 continue
             kept.append(line)
@@ -85,6 +108,18 @@ class MetricsLogger:
 
 class SilentLog:
     """The logger of a rank other than 0 of a torchrun group: rank 0 alone writes metrics and W&B."""
+
+    def _check_regular(self) -> None:
+        """Never read or append through a symlink or a device: /dev/zero would never end."""
+        try:
+            st = os.lstat(self.path)
+        except FileNotFoundError:
+            return
+        if not stat.S_ISREG(st.st_mode):
+            kind = "a directory" if stat.S_ISDIR(st.st_mode) else "a symlink" if stat.S_ISLNK(st.st_mode) \
+                else "not a regular file"
+            raise CheckpointError(f"{self.path} is {kind}; remove it (it only holds logged losses, "
+                                  "which ups writes anew) and rerun")
 
     def log(self, record: dict[str, Any]) -> None:
         pass
@@ -115,7 +150,9 @@ def read_metrics(checkpoint_dir: Path) -> list[dict[str, Any]]:
     if not path.exists():
         return []
     out = []
-    for line in path.read_text(encoding="utf-8").splitlines():
+    for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
         with contextlib.suppress(ValueError):
-            out.append(json.loads(line))
+            rec = json.loads(line)
+            if isinstance(rec, dict):  # a line of another shape is not a record
+                out.append(rec)
     return out

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any, Iterable, Optional
 
 from ups.config import Config
+from ups.resume.adopt import unrecorded_output_problems
 from ups.resume.plan import CONTINUE, DISABLED, RUN, SKIP, Decision, StageFacts, decide, fingerprint
 from ups.resume.tracker import StageStatus
 from ups.resume.verify import OutputCatalog
@@ -27,6 +28,9 @@ def stage_facts(
     pending = tuple(u for u in stage.depends_on if u in set(pending))
     fp = None if pending else upstream_fingerprint(config, stage, catalog)
     completed = entry.status == "completed"
+    problems: list[str] = catalog.problems(entry.outputs) if completed and entry.outputs else []
+    if completed and not entry.outputs and not pending:  # nothing recorded to verify: load the files
+        problems = unrecorded_output_problems(cfg.checkpoint_dir, stage.name, stage.outputs, fp)
     return StageFacts(
         name=stage.name,
         epochs=cfg.stage(stage.name).epochs,
@@ -35,7 +39,7 @@ def stage_facts(
         recorded_config=entry.config,
         config=config,
         fingerprint=fp,
-        output_problems=tuple(catalog.problems(entry.outputs)) if completed and entry.outputs else (),
+        output_problems=tuple(problems),
         has_digests=bool(entry.outputs),
         saved_step=(entry.resume_state or {}).get("step"),
         error_message=entry.error_message,

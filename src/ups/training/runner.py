@@ -26,10 +26,11 @@ import torch
 from ups.config import Config, config_hash
 from ups.errors import MissingUpstreamError
 from ups.models.build import architecture
-from ups.resume.atomic import remove_stale_temps
+from ups.resume.atomic import file_digest, remove_stale_temps
 from ups.resume.faults import crash_point
 from ups.resume.files import OUTPUT_FORMAT, save_torch
-from ups.resume.layout import OUTPUT_ROLES, STATE_DIR
+from ups.resume.layout import (ALL_OUTPUT_FILES, METADATA_FILE, METRICS_FILE, OUTPUT_ROLES, STATE_DIR,
+                               STATUS_FILE, state_file_name)
 from ups.resume.lock import CheckpointDirLock
 from ups.resume.metadata import update_metadata
 from ups.resume.plan import CONTINUE, DISABLED, RUN, SKIP, Decision, decide
@@ -46,6 +47,7 @@ from ups.training.distributed import Solo, join, restart_count, world_change_not
 from ups.training.loop import StageRun, StageTask, Trainer, steps_per_epoch
 from ups.training.metrics import MetricsLogger, SilentLog
 from ups.training.planner import format_plan, make_plan, stage_facts, upstream_fingerprint
+from ups.training.trial import restore_problem
 from ups.training.stages import BY_NAME, STAGES, StageDef, stage_config
 
 RULE = "=" * 50
@@ -57,6 +59,7 @@ class RunOptions:
     auto_resume: bool = False
     device: Optional[str] = None
     config_path: Optional[str] = None
+    config_overrides: list[str] = field(default_factory=list)  # the --set items, for the "continue with" hint
     # Observers of durable progress (remote sync): objects with
     # on_state_saved(stage, record) and on_stage_completed(stage).
     hooks: list[Any] = field(default_factory=list)
@@ -107,7 +110,8 @@ def run_pipeline(cfg: Config, opts: RunOptions) -> dict[str, str]:
             else None
         try:
             group.on_main(lambda: update_metadata(ckpt, config_hash=config_hash(cfg), architecture=architecture(cfg),
-                                                  config_path=opts.config_path))
+                                                  config_path=opts.config_path,
+                                                  config_overrides=list(opts.config_overrides)))
             p = _Pipeline(cfg, opts, ctx, stop, group, tracker, catalog, acct=acct)
             return _run_stages(p, selected)
         finally:
@@ -122,7 +126,9 @@ def _take_checkpoint_dir(cfg: Config, opts: RunOptions, session: contextlib.Exit
         print(f"Took over a stale lock left by {lock.previous_holder}", flush=True)
     if opts.on_locked is not None:
         session.enter_context(opts.on_locked())
-    for leftover in remove_stale_temps(cfg.checkpoint_dir):
+    written = (STATUS_FILE, METADATA_FILE, METRICS_FILE, *ALL_OUTPUT_FILES)
+    state_dirs = [cfg.checkpoint_dir / STATE_DIR / s.name for s in STAGES]
+    for leftover in remove_stale_temps(cfg.checkpoint_dir, written, state_dirs):
         print(f"Removed an unfinished write left by a killed run: {leftover.name}", flush=True)
     return StageTracker(cfg.checkpoint_dir)
 
@@ -190,12 +196,22 @@ def _announce(p: _Pipeline, stage: StageDef) -> Decision:
         banner(f"STAGE {stage.index}/4: Skipping {stage.title} (epochs<=0)")
         if decision.action == SKIP:
             print(f"  {stage.name}: {decision.reason}")
+            if decision.record_digests:
+                _record_checked_outputs(p, stage)
             _saver(p, stage).clear()  # states a kill left after completion
         return decision
     banner(f"STAGE {stage.index}/4: {stage.train_banner}")
     print(f"  {stage.name}: {decision.reason}", flush=True)
     _require_upstream(p.cfg, stage, p.tracker, p.catalog)
     return decision
+
+
+def _record_checked_outputs(p: _Pipeline, stage: StageDef) -> None:
+    """Digests of outputs that were just loaded and checked: the next resume verifies them."""
+    outputs = {name: p.catalog.digest(name) for name in stage.outputs}
+    config = stage_config(p.cfg, stage)
+    p.tracker.mark_stage_completed(stage.name, stage.checkpoint, outputs=outputs,
+                                   fingerprint=upstream_fingerprint(config, stage, p.catalog), config=config)
 
 
 def _run_one(p: _Pipeline, stage: StageDef, decision: Decision) -> str:
@@ -241,12 +257,18 @@ def _train(p: _Pipeline, stage: StageDef, decision: Decision) -> None:
     opened = group.from_main(lambda: _open_stage(p, stage, decision, task, saver))
     start = opened.resume["step"] if opened.resume else 0
     meter = p.acct.stage(stage.name, start) if p.acct is not None else NullMeter()
+    warn = _warner(p, stage)
+    if settings.batch_size > task.train.n_items:
+        warn(f"stage '{stage.name}': batch_size {settings.batch_size} is larger than its {task.train.n_items} "
+             f"training items, so every step uses all of them; set stages.{stage.name}.batch_size "
+             f"<= {task.train.n_items} to silence this")
     run = StageRun(
         name=stage.name, index=stage.index, settings=settings, fingerprint=opened.fingerprint,
         seed=cfg.training.seed, device=p.ctx.device, saver=TimedSaver(saver, meter),
         policy=_policy(cfg, p.acct), stop=p.stop, log=p.log,
         precision=cfg.training.precision, compile=cfg.training.compile, log_every=cfg.logging.log_every_steps,
         global_offset=_global_offset(cfg, p.ctx, stage), resume=opened.resume, group=group, meter=meter,
+        warn=warn,
     )
     trainer = _fit(Trainer(task, run), p, stage)
     group.on_main(lambda: _complete(p, stage, trainer, task, opened))
@@ -270,10 +292,15 @@ def _open_stage(p: _Pipeline, stage: StageDef, decision: Decision, task: StageTa
     settings = cfg.stage(stage.name)
     resume = None
     if decision.action == CONTINUE:
+        def check(state: dict[str, Any]) -> Optional[str]:
+            return restore_problem(task, stage.name, stage.index, settings, state, p.ctx.device)
+
         resume = find_resume_state(saver.state_dir, stage.name, fp, tracker.get_stage_status(stage.name).resume_state,
-                                   lambda m: print(m, flush=True))
+                                   lambda m: print(m, flush=True), check=check)
         if resume is None:
             print("  no usable saved state found; starting the stage over", flush=True)
+        elif resume["step"] != decision.from_step:  # an older state than the status named
+            _record_fallback(tracker, stage, saver, resume)
     total_steps = settings.epochs * steps_per_epoch(task.train.n_items, settings.batch_size)
     update_metadata(cfg.checkpoint_dir, trained=False)  # true again only when every stage completes
     if resume is not None:
@@ -289,6 +316,15 @@ def _open_stage(p: _Pipeline, stage: StageDef, decision: Decision, task: StageTa
                                    fingerprint=fp, config=config)
         p.log.truncate(stage.name, after_step=0)
     return _Opened(fp, config, resume)
+
+
+def _record_fallback(tracker: StageTracker, stage: StageDef, saver: StateSaver, resume: dict[str, Any]) -> None:
+    """The status names the state actually continued from (a newer one was set aside, or never recorded)."""
+    path = saver.state_dir / state_file_name(resume["step"])
+    record = {"file": f"{saver.state_dir.name}/{path.name}", "step": resume["step"], "epoch": resume["epoch"],
+              **file_digest(path), "saved_at": utc_now()}
+    tracker.record_progress(stage.name, step=resume["step"], epoch=resume["epoch"], resume_state=record)
+    print(f"  continuing from the state at step {resume['step']} (the status now names it)", flush=True)
 
 
 def _complete(p: _Pipeline, stage: StageDef, trainer: Trainer, task: StageTask, opened: _Opened) -> None:
@@ -314,6 +350,12 @@ def _fit(trainer: Trainer, p: _Pipeline, stage: StageDef) -> Trainer:
         p.group.on_main(lambda: tracker.mark_stage_interrupted(stage.name, step=trainer.pos.step,
                                                                epoch=trainer.pos.epoch))
         raise
+    except KeyboardInterrupt:  # a second Ctrl-C: stopped at once; the last committed state stands
+        if tracker is not None:
+            last = trainer.run.saver.last_record or {}
+            with contextlib.suppress(Exception):
+                tracker.mark_stage_interrupted(stage.name, step=last.get("step", 0), epoch=last.get("epoch", 0))
+        raise
     except Exception as e:
         lost = p.group.lost_peer(e, f"at step {trainer.pos.step} of stage '{stage.name}'")
         if tracker is not None:
@@ -324,6 +366,16 @@ def _fit(trainer: Trainer, p: _Pipeline, stage: StageDef) -> Trainer:
             raise lost from e
         raise
     return trainer
+
+
+def _warner(p: _Pipeline, stage: StageDef) -> Callable[[str], None]:
+    """A warning goes to the log and (rank 0) into the stage's status, where `ups status` shows it."""
+    def warn(message: str) -> None:
+        print(f"⚠️  {message}", flush=True)
+        if p.tracker is not None:
+            p.tracker.record_warning(stage.name, message)
+
+    return warn
 
 
 def _saver(p: _Pipeline, stage: StageDef) -> StateSaver:

@@ -28,6 +28,7 @@ from ups.config import Config
 from ups.errors import RemoteError
 from ups.remote.download import download_checkpoint
 from ups.remote.store import NoRemoteCheckpoint, RemoteStore, open_store
+from ups.remote.takeover import check_remote_target
 from ups.remote.sync import FLUSH_SECONDS, RemoteSync
 from ups.remote.wandb_run import export_mode, finish_wandb, start_wandb, validate_resume_mode, validate_run_id
 from ups.remote.wandb_store import WandbStore
@@ -44,9 +45,10 @@ def train_from_args(cfg: Config, args: argparse.Namespace) -> int:
     export_mode(cfg)  # before anything sets the SDK up: offline and disabled send nothing
     resuming = bool(run_id or args.resume_from)
     opts = RunOptions(stage=args.stage, auto_resume=args.auto_resume or resuming, device=args.device,
-                      config_path=args.config)
+                      config_path=args.config, config_overrides=list(getattr(args, "overrides", []) or []))
     session = Session(cfg, opts, run_id=run_id, resume_from=args.resume_from, mode=mode,
-                      remote=args.checkpoint_remote or cfg.checkpoint.remote)
+                      remote=args.checkpoint_remote or cfg.checkpoint.remote,
+                      take_over=getattr(args, "take_over_remote", False))
     opts.on_locked = session.locked
     run_pipeline(cfg, opts)
     return 0
@@ -74,8 +76,8 @@ def _stop_signals_noted() -> Iterator[threading.Event]:
 
 class Session:
     def __init__(self, cfg: Config, opts: RunOptions, *, run_id: Optional[str], resume_from: Optional[str],
-                 mode: str, remote: Optional[str]):
-        self.cfg, self.opts = cfg, opts
+                 mode: str, remote: Optional[str], take_over: bool = False):
+        self.cfg, self.opts, self.take_over = cfg, opts, take_over
         self.run_id, self.resume_from, self.mode, self.remote = run_id, resume_from, mode, remote
 
     @contextlib.contextmanager
@@ -84,6 +86,8 @@ class Session:
         if target is not None:
             target.probe()  # no bucket, no rights, no credentials: one line now, not after the training
         self._download()
+        if target is not None:  # before the W&B run and the first upload: another run's copy stays intact
+            check_remote_target(target, self.cfg.checkpoint_dir, self.take_over)
         run = start_wandb(self.cfg, self.cfg.checkpoint_dir, run_id=None if self.mode == "never" else self.run_id,
                           resume=self.mode if (self.run_id or self.resume_from) else None)
         self.opts.wandb_run = run
