@@ -15,6 +15,8 @@ from ups.data.burgers import ensure_data
 from ups.data.pdebench import open_split
 from ups.eval.evaluation import CORRECTED, EvalResult, evaluate
 from ups.eval.loading import load_models
+from ups.eval.protocol import ProtocolResult, table
+from ups.eval.protocol_run import OPERATOR, run_protocol
 from ups.eval.report import report_dict, write_reports
 from ups.training.context import runtime_device
 
@@ -26,6 +28,7 @@ class Evaluation:
     result: EvalResult
     report: dict[str, Any]
     paths: dict[str, Path]
+    protocol: Optional[ProtocolResult] = None
 
     @property
     def summary(self) -> dict[str, Any]:
@@ -52,12 +55,23 @@ def evaluate_checkpoints(cfg: Config, operator: str | Path, diffusion: Optional[
     data = open_split(cfg.data, split)
     try:
         result = evaluate(cfg, models, data, dev)
+        protocol = run_protocol(cfg, models, data, dev) if cfg.eval.protocol else None
     finally:
         data.close()
     context = {"config_hash": config_hash(cfg), "device": str(dev), "data_file": str(data.path)}
     report = report_dict(result, models.files, context)
+    if protocol is not None:
+        add_protocol(report, protocol)
     paths = write_reports(output_prefix or cfg.eval.output_prefix, result, report)
-    return Evaluation(result, report, paths)
+    return Evaluation(result, report, paths, protocol)
+
+
+def add_protocol(report: dict[str, Any], protocol: ProtocolResult) -> None:
+    """The protocol's scores in the report, and its headline numbers in the summary."""
+    report["protocol"] = protocol.as_dict()
+    for name, score in protocol.scores.items():
+        report["summary"][f"metric:protocol_nrmse_{name}"] = score.mean
+        report["summary"][f"metric:protocol_nrmse_{name}_median"] = score.median
 
 
 def key_numbers(ev: Evaluation) -> list[str]:
@@ -72,5 +86,7 @@ def key_numbers(ev: Evaluation) -> list[str]:
                  f"({ratio:.2f}x)")
     if CORRECTED in r.curves:
         lines.append(f"with diffusion correction: {s['metric:nrmse_corrected']:.4f}")
+    if ev.protocol is not None:
+        lines += table(ev.protocol, first=(OPERATOR,))
     lines += [f"wrote {p}" for p in ev.paths.values()]
     return lines
