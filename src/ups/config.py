@@ -130,6 +130,9 @@ class PDETConfig(_Section):
 
 class OperatorConfig(_Section):
     pdet: PDETConfig = PDETConfig()
+    # Train through this many autoregressive steps (backpropagating through all of them),
+    # the loss averaged over the steps; 1 is one-step teacher forcing.
+    train_rollout_steps: int = Field(1, ge=1)
 
 
 class DiffusionConfig(_Section):
