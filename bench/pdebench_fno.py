@@ -129,8 +129,8 @@ def main(argv: list[str] | None = None) -> int:
 
     budget = train_ups(work / "config.yaml", work / "ups_train.log")
     print(f"[fno-bench] ups operator trained in {budget:.1f} s (the budget); training the FNO as long", flush=True)
-    protocol = protocol_of(cfg)
     train = open_split(cfg.data, "train")
+    protocol = protocol_of(cfg, train.n_times)
     frames = np.concatenate([b[:, ::cfg.data.time_stride] for b in batches(train, len(train))])
     train.close()
     fno, fno_info = train_fno(frames[:, : protocol.given + protocol.predicted], protocol, budget, device)

@@ -235,7 +235,7 @@ class ProtocolConfig(_Section):
     on every `data.space_stride`-th point; `given` frames in, `predicted` rolled out."""
 
     given: int = Field(10, ge=1)
-    predicted: int = Field(31, ge=1)
+    predicted: Optional[int] = Field(31, ge=1)  # None: every frame after the given ones
     max_samples: int = Field(1000, ge=1)
     # Diffusion coefficient of the heat-equation baseline; None: the generator's, as it enters
     # the equation (nu/pi under the "pdebench" protocol).

@@ -22,11 +22,20 @@ OPERATOR = "operator"
 BATCH = 50
 
 
-def protocol_of(cfg: Config) -> Protocol:
+def protocol_of(cfg: Config, n_times: int) -> Protocol:
+    """The protocol for trajectories of `n_times` snapshots; a ConfigError if they are too short."""
     p = cfg.eval.protocol
     if p is None:
         raise ConfigError("eval.protocol is not set; add an eval.protocol section (see configs/pdebench_burgers.yaml)")
-    return Protocol(time_stride=cfg.data.time_stride, given=p.given, predicted=p.predicted, max_samples=p.max_samples)
+    stride = cfg.data.time_stride
+    frames = (n_times - 1) // stride + 1
+    predicted = p.predicted or frames - p.given
+    if predicted < 1 or p.given + predicted > frames:
+        raise ConfigError(
+            f"eval.protocol.given={p.given} + predicted={p.predicted} frames exceed the {frames} frames that "
+            f"{n_times} snapshots hold every data.time_stride={stride}; lower them (predicted: null takes the rest)"
+        )
+    return Protocol(time_stride=stride, given=p.given, predicted=predicted, max_samples=p.max_samples)
 
 
 def heat_viscosity(cfg: Config) -> float:
@@ -56,7 +65,7 @@ def batches(data: FieldSplit, n: int) -> Iterator[np.ndarray]:
 
 
 def run_protocol(cfg: Config, models: Models, data: FieldSplit, device: torch.device) -> ProtocolResult:
-    protocol = protocol_of(cfg)
+    protocol = protocol_of(cfg, data.n_times)
     t = data.t
     dt = float(t[cfg.data.time_stride] - t[0])
     return evaluate_protocol(batches(data, protocol.max_samples), protocol, dt, heat_viscosity(cfg),
