@@ -51,6 +51,7 @@ def test_rollout_trained_operator_resumes_bit_identically_after_a_kill(tmp_path)
                           cwd=REPO, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
     assert "4 given frames, 10 predicted autoregressively" in proc.stdout
+    assert "operator vs the best free baseline (" in proc.stdout
     got = json.loads(report.with_suffix(".json").read_text())
     methods = got["protocol"]["methods"]
     assert set(methods) == {"operator", "zero", "mean", "heat", "persistence"}

@@ -18,6 +18,7 @@ from ups.eval.protocol import (
     evaluate_protocol,
     metrics_py_reported,
     per_sample_nrmse,
+    verdict,
 )
 
 
@@ -95,3 +96,14 @@ def test_evaluation_streams_batches_and_stops_at_max_samples():
         np.testing.assert_allclose(whole.scores[name].per_sample, parts.scores[name].per_sample)
         np.testing.assert_allclose(whole.scores[name].curve, parts.scores[name].curve)
     assert whole.scores[ZERO].mean == pytest.approx(1.0)
+
+
+def test_the_verdict_names_the_best_baseline_by_mean():
+    x = (np.arange(32) + 0.5) / 32
+    u = (np.sin(2 * np.pi * x) + 0.1)[None, None] * np.exp(-np.arange(6))[None, :, None] * np.ones((3, 1, 1))
+    half = lambda given, steps: 0.5 * np.repeat(given[:, -1:], steps, axis=1)  # noqa: E731
+    res = evaluate_protocol([u], Protocol(time_stride=1, given=1, predicted=5), 1.0, 0.0, {"model": half})
+    best = min(("zero", "mean", "heat", "persistence"), key=lambda b: res.scores[b].mean)
+    line = verdict(res, "model")
+    assert line.startswith(f"model vs the best free baseline ({best}): mean ")
+    assert f"{res.scores['model'].mean / res.scores[best].mean:.2f}x" in line

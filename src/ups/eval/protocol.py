@@ -153,3 +153,11 @@ def table(result: ProtocolResult, first: Iterable[str] = ()) -> list[str]:
         s = result.scores[m]
         lines.append(f"  {m:<20} {s.mean:>9.4f} {s.median:>9.4f} {float(s.curve[-1]):>12.4f}")
     return lines
+
+
+def verdict(result: ProtocolResult, model: str) -> str:
+    """One line: the model against the best free baseline (by mean), in mean and median."""
+    best = min(BASELINES, key=lambda b: result.scores[b].mean)
+    m, b = result.scores[model], result.scores[best]
+    return (f"{model} vs the best free baseline ({best}): mean {m.mean:.4f} / {b.mean:.4f} = {m.mean / b.mean:.2f}x, "
+            f"median {m.median:.4f} / {b.median:.4f} = {m.median / b.median:.2f}x")

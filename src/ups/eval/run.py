@@ -15,7 +15,7 @@ from ups.data.burgers import ensure_data
 from ups.data.pdebench import open_split
 from ups.eval.evaluation import CORRECTED, EvalResult, evaluate
 from ups.eval.loading import load_models
-from ups.eval.protocol import ProtocolResult, table
+from ups.eval.protocol import ProtocolResult, table, verdict
 from ups.eval.protocol_run import OPERATOR, run_protocol
 from ups.eval.report import report_dict, write_reports
 from ups.training.context import runtime_device
@@ -87,6 +87,6 @@ def key_numbers(ev: Evaluation) -> list[str]:
     if CORRECTED in r.curves:
         lines.append(f"with diffusion correction: {s['metric:nrmse_corrected']:.4f}")
     if ev.protocol is not None:
-        lines += table(ev.protocol, first=(OPERATOR,))
+        lines += table(ev.protocol, first=(OPERATOR,)) + [verdict(ev.protocol, OPERATOR)]
     lines += [f"wrote {p}" for p in ev.paths.values()]
     return lines
