@@ -222,6 +222,7 @@ def ensure_data(
     for split in splits:
         path = data.split_path(split)
         if path in paths.values():  # one file holds several splits (the "pdebench" protocol)
+            log(f"Using data for split '{split}': {path}")
             paths[split] = path
             continue
         want = generator_record(data.generator, split)
