@@ -107,3 +107,17 @@ def test_a_real_pdebench_file_and_a_generated_one_go_through_the_same_reader(tmp
     np.testing.assert_array_equal(a.x, b.x)
     np.testing.assert_array_equal(a.t, b.t)
     assert PDEBenchFile(real).open().n_times == 11
+
+
+@pytest.mark.parametrize("name, n_test", [("pdebench_burgers.yaml", 200), ("pdebench_burgers_gpu.yaml", 1000)])
+def test_shipped_protocol_configs_are_pdebench_sized(name, n_test):
+    from tests.helpers import REPO
+    from ups.config import load_config
+
+    cfg = load_config(REPO / "configs" / name)
+    g = cfg.data.generator
+    assert (g.protocol, g.nx, g.nt, g.t_end, g.viscosity, g.n_test) == ("pdebench", 1024, 201, 2.0, 0.01, n_test)
+    assert (cfg.data.space_stride, cfg.data.time_stride) == (4, 5)
+    p = cfg.eval.protocol
+    assert (p.given, p.predicted, p.max_samples) == (10, 31, 1000)
+    assert cfg.data.split_path("test").name == "1D_Burgers_Sols_Nu0.01.hdf5"
