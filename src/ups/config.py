@@ -43,6 +43,12 @@ class GeneratorConfig(_Section):
     n_val: int = Field(8, ge=1)
     n_test: int = Field(8, ge=1)
     seed: int = 1234
+    # "pdebench": PDEBench's 1D Burgers (`ups.data.pdebench_protocol`): its initial
+    # conditions, the viscosity as its file names give it (nu/pi in the equation), one
+    # file `1D_Burgers_Sols_Nu<nu>.hdf5` holding test, then val, then train trajectories.
+    protocol: Literal["builtin", "pdebench"] = "builtin"
+    # Solver grid of the "pdebench" protocol (None: its convergence-checked default).
+    internal_nx: Optional[int] = Field(None, ge=8)
 
 
 class DataConfig(_Section):
@@ -56,13 +62,35 @@ class DataConfig(_Section):
     files: dict[Split, str] = {}
     index_range: dict[Split, tuple[int, int]] = {}
     time_stride: int = Field(1, ge=1)
+    # Every `space_stride`-th grid point is read (PDEBench's `reduced_resolution`: 4).
+    space_stride: int = Field(1, ge=1)
     preload: Union[bool, Literal["auto"]] = "auto"
 
     def split_path(self, split: str) -> Path:
-        """Where a split lives: `data.files.<split>` if given, else `<root>/<dataset>_<split>.h5`."""
+        """Where a split lives: `data.files.<split>` if given, else `<root>/<dataset>_<split>.h5`
+        (the one PDEBench-named file of every split under the "pdebench" protocol)."""
         if split in self.files:
             return Path(self.files[split])
+        if self.generator.protocol == "pdebench":
+            return Path(self.root) / pdebench_file_name(self.generator.viscosity)
         return Path(self.root) / f"{self.dataset}_{split}.h5"
+
+    def default_range(self, split: str, n_rows: int) -> tuple[int, int]:
+        """Rows of a split's file when `data.index_range` does not say: all of them, or under
+        the "pdebench" protocol test first (PDEBench's FNODatasetSingle takes the first
+        10 % as test), then val, then train to the end of the file."""
+        if self.generator.protocol != "pdebench":
+            return (0, n_rows)
+        g = self.generator
+        bounds = {"test": (0, g.n_test), "val": (g.n_test, g.n_test + g.n_val),
+                  "train": (g.n_test + g.n_val, n_rows)}
+        return bounds[split]
+
+
+def pdebench_file_name(viscosity: float) -> str:
+    """PDEBench's name for a Burgers file: `"1D_Burgers_Sols_Nu" + str(epsilon)[:5]` + `.hdf5`
+    (pdebench/data_gen/data_gen_NLE/BurgersEq/burgers_multi_solution_Hydra.py)."""
+    return f"1D_Burgers_Sols_Nu{str(float(viscosity))[:5]}.hdf5"
 
 
 class LatentConfig(_Section):
@@ -104,6 +132,9 @@ class PDETConfig(_Section):
 
 class OperatorConfig(_Section):
     pdet: PDETConfig = PDETConfig()
+    # Train through this many autoregressive steps (backpropagating through all of them),
+    # the loss averaged over the steps; 1 is one-step teacher forcing.
+    train_rollout_steps: int = Field(1, ge=1)
 
 
 class DiffusionConfig(_Section):
@@ -222,6 +253,18 @@ class LoggingConfig(_Section):
     progress: Literal["auto", "bar", "lines", "off"] = "auto"
 
 
+class ProtocolConfig(_Section):
+    """PDEBench's evaluation (`ups.eval.protocol`): frames every `data.time_stride` snapshots,
+    on every `data.space_stride`-th point; `given` frames in, `predicted` rolled out."""
+
+    given: int = Field(10, ge=1)
+    predicted: Optional[int] = Field(31, ge=1)  # None: every frame after the given ones
+    max_samples: int = Field(1000, ge=1)
+    # Diffusion coefficient of the heat-equation baseline; None: the generator's, as it enters
+    # the equation (nu/pi under the "pdebench" protocol).
+    viscosity: Optional[float] = Field(None, gt=0)
+
+
 class EvalConfig(_Section):
     split: Optional[Split] = None
     rollout_steps: Optional[int] = Field(None, gt=0)
@@ -233,6 +276,7 @@ class EvalConfig(_Section):
     ensemble_size: int = Field(8, ge=0)
     ensemble_max_samples: Optional[int] = Field(None, gt=0)  # default: every evaluated sample
     seed: int = 0  # of every draw evaluation makes: the report is the same on every run
+    protocol: Optional[ProtocolConfig] = None
 
 
 class Config(_Section):

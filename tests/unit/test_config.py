@@ -16,7 +16,8 @@ def write(tmp_path: Path, data: dict) -> Path:
     return path
 
 
-@pytest.mark.parametrize("name", ["quickstart.yaml", "train_burgers_32dim.yaml"])
+@pytest.mark.parametrize("name", ["quickstart.yaml", "train_burgers_32dim.yaml", "pdebench_burgers.yaml",
+                                  "pdebench_burgers_gpu.yaml"])
 def test_shipped_configs_validate(name):
     cfg = load_config(REPO / "configs" / name)
     assert all(cfg.stage(s).epochs >= 0 for s in ("operator", "diff_residual"))

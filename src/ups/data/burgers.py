@@ -191,8 +191,15 @@ def generator_record(gen: GeneratorConfig, split: str) -> dict[str, Any]:
     """What a generated split depends on; stored as the `generator` attr to detect stale files.
 
     The other splits' sizes are left out: changing `n_val` must not regenerate train.
+    Under the "pdebench" protocol every split lives in one file, with one record.
     """
-    physics = gen.model_dump(exclude={"n_train", "n_val", "n_test", "seed"})
+    if gen.protocol == "pdebench":
+        from ups.data.pdebench_protocol import protocol_record
+
+        return protocol_record(gen, split_seed(gen.seed, "pdebench"))
+    # The protocol fields are left out at their defaults: files generated before they
+    # existed stay valid.
+    physics = gen.model_dump(exclude={"n_train", "n_val", "n_test", "seed", "protocol", "internal_nx"})
     n = getattr(gen, f"n_{split}")
     return {**physics, "split": split, "n": n, "base_seed": gen.seed,
             "seed": split_seed(gen.seed, split), "solver_version": SOLVER_VERSION}
@@ -214,6 +221,10 @@ def ensure_data(
     paths = {}
     for split in splits:
         path = data.split_path(split)
+        if path in paths.values():  # one file holds several splits (the "pdebench" protocol)
+            log(f"Using data for split '{split}': {path}")
+            paths[split] = path
+            continue
         want = generator_record(data.generator, split)
         if not path.exists():
             reason = "missing"
@@ -258,6 +269,9 @@ def _missing_message(data: DataConfig, split: str, path: Path) -> str:
 
 def _generate_split(gen: GeneratorConfig, split: str, path: Path, record: dict[str, Any], log: Callable) -> None:
     n = record["n"]
+    if gen.protocol == "pdebench":
+        _generate_protocol_file(gen, path, record, log)
+        return
     log(
         f"Generating Burgers data for split '{split}': {n} trajectories, nx={gen.nx}, "
         f"nt={gen.nt}, seed={gen.seed} -> {path}"
@@ -266,4 +280,19 @@ def _generate_split(gen: GeneratorConfig, split: str, path: Path, record: dict[s
     tensor, x, t = generate_burgers(gen, n, record["seed"])
     attrs = {GENERATOR_ATTR: record, "equation": "burgers1d", "viscosity": str(gen.viscosity)}
     write_pdebench_h5(path, tensor, x, t, attrs)
+    log(f"Generated {path} in {time.perf_counter() - started:.2f} s")
+
+
+def _generate_protocol_file(gen: GeneratorConfig, path: Path, record: dict[str, Any], log: Callable) -> None:
+    from ups.data.pdebench_protocol import equation_viscosity, write_protocol_file
+
+    log(
+        f"Generating PDEBench-protocol Burgers data: {record['n']} trajectories (test, val, train), "
+        f"nx={gen.nx}, nt={gen.nt}, nu={gen.viscosity} (nu/pi={equation_viscosity(gen.viscosity):.5g} "
+        f"in the equation), seed={gen.seed} -> {path}"
+    )
+    started = time.perf_counter()
+    attrs = {GENERATOR_ATTR: json.dumps(record, sort_keys=True), "equation": "burgers1d",
+             "viscosity": str(gen.viscosity), "protocol": "pdebench"}
+    write_protocol_file(gen, path, record, attrs, log)
     log(f"Generated {path} in {time.perf_counter() - started:.2f} s")

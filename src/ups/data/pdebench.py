@@ -125,14 +125,17 @@ def _plain(value: Any) -> Any:
 
 
 class FieldSplit:
-    """The trajectories one split uses: rows [start, stop) of a file's `tensor`.
+    """The trajectories one split uses: rows [start, stop) of a file's `tensor`, every
+    `space_stride`-th grid point of them.
 
     Positions passed to the methods are 0-based within the split, so callers never
-    see `data.index_range` or `data.limit`.
+    see `data.index_range`, `data.limit` or `data.space_stride`.
     """
 
-    def __init__(self, file: PDEBenchFile, start: int, stop: int, split: str = ""):
+    def __init__(self, file: PDEBenchFile, start: int, stop: int, split: str = "", space_stride: int = 1):
         self.file, self.start, self.stop, self.split = file, start, stop, split
+        self.space_stride = space_stride
+        self.columns = slice(None, None, space_stride)
 
     @property
     def path(self) -> Path:
@@ -147,7 +150,15 @@ class FieldSplit:
 
     @property
     def nx(self) -> int:
-        return self.file.nx
+        return len(range(self.file.nx)[self.columns])
+
+    @property
+    def x(self) -> np.ndarray:
+        return self.file.x[self.columns]
+
+    @property
+    def t(self) -> np.ndarray:
+        return self.file.t
 
     @property
     def nbytes(self) -> int:
@@ -163,7 +174,7 @@ class FieldSplit:
         return bool(preload)
 
     def load_all(self) -> np.ndarray:
-        return np.asarray(self.file.tensor[self.start : self.stop], dtype=np.float32)
+        return np.asarray(self.file.tensor[self.start : self.stop, :, self.columns], dtype=np.float32)
 
     def trajectories(self, indices: Sequence[int]) -> np.ndarray:
         """[k, T, X] float32 for the given split positions (any order, repeats allowed)."""
@@ -173,7 +184,7 @@ class FieldSplit:
         # h5py point selections must be increasing and unique; read sorted, then reorder.
         rows, inverse = np.unique(pos, return_inverse=True)
         block = np.asarray(self.file.tensor[(rows + self.start).tolist()], dtype=np.float32)
-        return block[inverse]
+        return np.ascontiguousarray(block[inverse][..., self.columns])
 
     def read_pairs(self, items: Sequence[tuple[int, int]], stride: int) -> np.ndarray:
         """[B, 2, X] float32: (u[i, t], u[i, t + stride]) for each (split position i, time t)."""
@@ -196,9 +207,9 @@ class FieldSplit:
         # A point selection in h5py is slow per element; when the wanted times are dense,
         # one contiguous hyperslab over [lo, hi) is cheaper than picking them out.
         if 2 * len(times) >= hi - lo:
-            block = np.asarray(self.file.tensor[row, lo:hi], dtype=np.float32)
+            block = np.asarray(self.file.tensor[row, lo:hi, self.columns], dtype=np.float32)
             return {t: t - lo for t in times}, block
-        block = np.asarray(self.file.tensor[row, times], dtype=np.float32)
+        block = np.asarray(self.file.tensor[row, times, self.columns], dtype=np.float32)
         return {t: k for k, t in enumerate(times)}, block
 
     def _positions(self, indices: Sequence[int]) -> np.ndarray:
@@ -222,7 +233,7 @@ def open_split(data: DataConfig, split: str) -> FieldSplit:
     """The trajectories of `split`: `data.index_range[split]`, then at most `data.limit` of them."""
     file = PDEBenchFile(data.split_path(split)).open()
     n = file.n_samples
-    start, stop = data.index_range.get(split, (0, n))
+    start, stop = data.index_range.get(split) or data.default_range(split, n)
     if not (0 <= start < stop <= n):
         file.close()
         raise DataError(
@@ -231,7 +242,7 @@ def open_split(data: DataConfig, split: str) -> FieldSplit:
         )
     if data.limit is not None:
         stop = min(stop, start + data.limit)
-    return FieldSplit(file, start, stop, split)
+    return FieldSplit(file, start, stop, split, data.space_stride)
 
 
 def field_stats(split: FieldSplit, chunk: int = 64) -> tuple[float, float]:
@@ -246,7 +257,7 @@ def field_stats(split: FieldSplit, chunk: int = 64) -> tuple[float, float]:
         raise ValueError(f"chunk must be >= 1, got {chunk}")
     count, mean, m2 = 0, 0.0, 0.0
     for lo in range(split.start, split.stop, chunk):
-        block = np.asarray(split.file.tensor[lo : min(lo + chunk, split.stop)], dtype=np.float64)
+        block = np.asarray(split.file.tensor[lo : min(lo + chunk, split.stop), :, split.columns], dtype=np.float64)
         n_b = block.size
         mean_b = float(block.mean())
         m2_b = float(np.square(block - mean_b).sum())

@@ -105,10 +105,10 @@ def evaluate(cfg: Config, models: Models, data: FieldSplit, device: torch.device
         _one_step(models, u, stride, one)
         preds = _rollout(models, u, stride, steps, curves)
         _keep_samples(samples, cfg.eval.plot_samples, lo, u, preds, stride, steps)
-    t = data.file.t
+    t = data.t
     return EvalResult(
         split=data.split, n_samples=n, rollout_steps=steps, time_stride=stride,
-        times=[float(t[k * stride]) for k in range(1, steps + 1)], x=data.file.x.tolist(),
+        times=[float(t[k * stride]) for k in range(1, steps + 1)], x=data.x.tolist(),
         one_step={m: one[m].mean for m in methods}, curves={m: curves[m].curve for m in methods},
         samples=samples,
     )

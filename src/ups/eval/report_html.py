@@ -120,6 +120,19 @@ def headline(report: dict[str, Any]) -> str:
             f'— the operator {verdict} persistence.</p>' + goals + goals_table(report.get("goals", [])))
 
 
+def protocol_section(report: dict[str, Any]) -> str:
+    """PDEBench's protocol (given frames, autoregressive prediction), mean and median over samples."""
+    pr = report.get("protocol")
+    if not pr:
+        return ""
+    rows = [[esc(m), num(v["mean"]), num(v["median"]), num(v["final_frame_mean"])]
+            for m, v in sorted(pr["methods"].items(), key=lambda kv: kv[1]["mean"])]
+    return (f'<section id="protocol"><h2>PDEBench protocol</h2><p class="note">{pr["given"]} given frames, '
+            f'{pr["predicted"]} predicted autoregressively (every {pr["time_stride"]}th frame), '
+            f'{pr["samples"]} test trajectories; nRMSE per sample as PDEBench\'s metrics.py computes it.</p>'
+            + table(["method", "mean nRMSE", "median nRMSE", "final-frame nRMSE (mean)"], rows) + "</section>")
+
+
 def render_html(report: dict[str, Any]) -> str:
     sections = "".join(f'<section id="stage-{stage}"><h2>{esc(stage)}</h2>{goals_table(report.get("goals", []), stage)}'
                        f'{SECTION[stage](report)}<h3>loss curves</h3>{losses(report, stage)}</section>'
@@ -131,6 +144,7 @@ def render_html(report: dict[str, Any]) -> str:
 <style>{STYLE}</style></head><body>
 <h1>Evaluation on the {esc(report['split'])} split</h1>
 {headline(report)}
+{protocol_section(report)}
 {sections}
 <h2>Checkpoints</h2>
 {table(["role", "file", "stage", "step", "sha256"], ckpt)}

@@ -17,6 +17,8 @@ from ups.eval.evaluation import CORRECTED, EvalResult, evaluate
 from ups.eval.goodput_view import read_record
 from ups.eval.later_stages import LaterStages, evaluate_later_stages
 from ups.eval.loading import later_stage_files, load_models, load_sampler
+from ups.eval.protocol import ProtocolResult, table, verdict
+from ups.eval.protocol_run import OPERATOR, run_protocol
 from ups.eval.report import report_dict, write_reports
 from ups.resume.layout import METRICS_FILE
 from ups.training.context import runtime_device
@@ -30,6 +32,7 @@ class Evaluation:
     report: dict[str, Any]
     paths: dict[str, Path]
     later: LaterStages
+    protocol: Optional[ProtocolResult] = None
 
     @property
     def summary(self) -> dict[str, Any]:
@@ -65,13 +68,24 @@ def evaluate_checkpoints(cfg: Config, operator: str | Path, diffusion: Optional[
         result = evaluate(cfg, models, data, dev)
         later = evaluate_later_stages(cfg, models, samplers, data, lambda: open_split(cfg.data, "train"), dev,
                                       Path(operator).parent / METRICS_FILE, result)
+        protocol = run_protocol(cfg, models, data, dev) if cfg.eval.protocol else None
     finally:
         data.close()
     context = {"config_hash": config_hash(cfg), "device": str(dev), "data_file": str(data.path),
                "goodput": read_record(Path(operator).parent)}  # the attempts that trained these files
     report = report_dict(result, models.files, context, later)
+    if protocol is not None:
+        add_protocol(report, protocol)
     paths = write_reports(output_prefix or cfg.eval.output_prefix, result, report, later)
-    return Evaluation(result, report, paths, later)
+    return Evaluation(result, report, paths, later, protocol)
+
+
+def add_protocol(report: dict[str, Any], protocol: ProtocolResult) -> None:
+    """The protocol's scores in the report, and its headline numbers in the summary."""
+    report["protocol"] = protocol.as_dict()
+    for name, score in protocol.scores.items():
+        report["summary"][f"metric:protocol_nrmse_{name}"] = score.mean
+        report["summary"][f"metric:protocol_nrmse_{name}_median"] = score.median
 
 
 def key_numbers(ev: Evaluation) -> list[str]:
@@ -86,6 +100,8 @@ def key_numbers(ev: Evaluation) -> list[str]:
                  f"({ratio:.2f}x)")
     if CORRECTED in r.curves:
         lines.append(f"with diffusion correction: {s['metric:nrmse_corrected']:.4f}")
+    if ev.protocol is not None:
+        lines += table(ev.protocol, first=(OPERATOR,)) + [verdict(ev.protocol, OPERATOR)]
     lines += later_lines(ev.later)
     pngs = [p.name for k, p in ev.paths.items() if k.startswith("png:")]
     lines += [f"wrote {p}" for k, p in ev.paths.items() if not k.startswith("png:")]

@@ -35,12 +35,15 @@ class LatentSource:
         first_time: int = 0,
         pairs: bool = True,
         preload: bool | str = "auto",
+        horizon: int = 1,
     ):
         self.split, self.codec, self.device = split, codec, device
         if not pairs:
             first_time = max(first_time, 1)  # the initial condition is never a long-time state
         self.stride, self.pairs, self.first_time = stride, pairs, first_time
-        last = split.n_times - (stride if pairs else 0)
+        # horizon > 1: items are sequences z_t, z_{t+stride}, ..., z_{t+horizon*stride}.
+        self.horizon = horizon if pairs else 0
+        last = split.n_times - (stride * self.horizon if pairs else 0)
         self.n_times = last - first_time
         if self.n_times <= 0:
             raise DataError(
@@ -56,9 +59,18 @@ class LatentSource:
         traj = torch.div(idx, self.n_times, rounding_mode="floor")
         t = idx % self.n_times + self.first_time
         if self.latents is not None:
-            z0 = self.latents[traj, t]
-            return (z0, self.latents[traj, t + self.stride]) if self.pairs else (z0,)
+            if not self.pairs:
+                return (self.latents[traj, t],)
+            return tuple(self.latents[traj, t + k * self.stride] for k in range(self.horizon + 1))
+        if self.horizon > 1:
+            return self._read_sequences(traj, t)
         return self._read(traj.cpu().tolist(), t.cpu().tolist())
+
+    def _read_sequences(self, traj: torch.Tensor, t: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        rows, inverse = torch.unique(traj.cpu(), return_inverse=True)
+        u = torch.from_numpy(self.split.trajectories(rows.tolist())).to(self.device)  # [R, T, X]
+        inverse, t = inverse.to(self.device), t.to(self.device)
+        return tuple(self.codec.encode(u[inverse, t + k * self.stride]) for k in range(self.horizon + 1))
 
     def _read(self, traj: list[int], t: list[int]) -> tuple[torch.Tensor, ...]:
         if self.pairs:

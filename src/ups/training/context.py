@@ -88,6 +88,18 @@ class PipelineContext:
             )
         return self._sources[key]
 
+    def sequences(self, split: str, horizon: int) -> LatentSource:
+        """(z_t, z_{t+stride}, ..., z_{t+horizon*stride}) of `train` or `val`; horizon 1 is `pairs`."""
+        if horizon == 1:
+            return self.pairs(split)
+        key = ("sequences", split, horizon)
+        if key not in self._sources:
+            self._sources[key] = LatentSource(
+                getattr(self, split), self.codec, self.device, stride=self.cfg.data.time_stride,
+                preload=self.cfg.data.preload, horizon=horizon,
+            )
+        return self._sources[key]
+
     def long_time_states(self, split: str) -> LatentSource:
         """Single latent states from the last `steady_prior.tail_fraction` of each trajectory."""
         key = ("states", split)

@@ -408,6 +408,9 @@ def _global_offset(cfg: Config, ctx: PipelineContext, stage: StageDef) -> int:
     for earlier in STAGES[: stage.index - 1]:
         s = cfg.stage(earlier.name)
         n = ctx.pairs("train").n_items if earlier.name != "steady_prior" else ctx.long_time_states("train").n_items
+        if earlier.name == "operator" and cfg.operator.train_rollout_steps > 1:
+            # Its items are rollout sequences: fewer start times than pairs (see LatentSource).
+            n -= len(ctx.train) * (cfg.operator.train_rollout_steps - 1) * cfg.data.time_stride
         total += s.epochs * steps_per_epoch(n, s.batch_size)
     return total
 

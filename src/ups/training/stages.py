@@ -68,8 +68,12 @@ def data_identity(cfg: Config) -> dict[str, Any]:
     d = cfg.data
     ident: dict[str, Any] = {"dataset": d.dataset, "limit": d.limit, "time_stride": d.time_stride,
                              "index_range": {k: list(v) for k, v in sorted(d.index_range.items())}}
+    if d.space_stride != 1:
+        ident["space_stride"] = d.space_stride
     if d.generate:
-        ident["generator"] = d.generator.model_dump()
+        # Settings added later are left out at their defaults: earlier runs stay current.
+        ident["generator"] = d.generator.model_dump(
+            exclude={"protocol", "internal_nx"} if d.generator.protocol == "builtin" else set())
     else:
         ident["files"] = {
             split: {"name": d.split_path(split).name, "size": _size(d.split_path(split))}
@@ -101,6 +105,8 @@ def stage_config(cfg: Config, stage: StageDef) -> dict[str, Any]:
     }
     for section in stage.sections:
         subset[section] = d[section]
+    if subset.get("operator", {}).get("train_rollout_steps") == 1:
+        del subset["operator"]["train_rollout_steps"]  # as above: the default of a later setting
     return flatten(subset)
 
 

@@ -20,11 +20,23 @@ RESIDUAL_STAT_ITEMS = 2048
 
 
 def build_operator_task(ctx: PipelineContext) -> StageTask:
-    def loss(model, batch, gen, ema):
-        z0, z1 = batch
-        return F.mse_loss(model(z0).float(), z1.float())
+    steps = ctx.cfg.operator.train_rollout_steps
+    return StageTask(build_operator(ctx.cfg), rollout_loss, ctx.sequences("train", steps),
+                     ctx.sequences("val", steps))
 
-    return StageTask(build_operator(ctx.cfg), loss, ctx.pairs("train"), ctx.pairs("val"))
+
+def rollout_loss(model, batch, gen=None, ema=None):
+    """MSE of an autoregressive rollout from batch[0] against batch[1:], averaged over steps.
+
+    Gradients flow through every step (one step: plain teacher forcing), so the operator
+    learns to correct the errors its own earlier steps make, which one-step training never shows it.
+    """
+    z, *targets = batch
+    total = 0.0
+    for target in targets:
+        z = model(z).float()
+        total = total + F.mse_loss(z, target.float())
+    return total / len(targets)
 
 
 def build_diffusion_task(ctx: PipelineContext) -> StageTask:
