@@ -59,7 +59,9 @@ def test_offline_mode_logs_metrics_and_checkpoint_artifacts_and_a_resume_continu
     run_id = json.loads((checkpoint_dir(config) / "metadata.json").read_text())["training_wandb"]["id"]
     runs = offline_runs(tmp_path)
     assert len(runs) == 2 and all(r.name.endswith(f"-{run_id}") for r in runs), "the resume continued the run"
-    assert "continuing from step 28" in resumed.stdout
+    # Saves every 4 steps in the background: at the kill (step 30) the save of step 28 may still
+    # be in flight, and then the one of step 24 is the newest durable state.
+    assert "continuing from step 28" in resumed.stdout or "continuing from step 24" in resumed.stdout
     assert f"Keeping a remote copy at W&B artifact ups-test/ups-checkpoints-{run_id}" in resumed.stdout
     assert "✓ Checkpoints logged offline to W&B artifact" in resumed.stdout, "never 'up to date': nothing left"
     assert "kept locally until `wandb sync " in resumed.stdout and "Remote copy up to date" not in resumed.stdout

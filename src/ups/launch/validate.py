@@ -19,6 +19,7 @@ GIT_METHODS = ("clone", "docker")
 SHUTDOWN_ACTIONS = ("stop", "destroy")
 MAX_TEXT_CHARS = 200  # repo URL, install command: what fits the packed onstart field
 MAX_INSTALL_CHARS = 200
+MAX_RUN_ID_CHARS = 64  # tighter than W&B's own limit: what fits the packed onstart field
 
 _BRANCH = re.compile(r"[A-Za-z0-9_][A-Za-z0-9._/+-]{0,99}")
 _REL_PATH = re.compile(r"[A-Za-z0-9_.][A-Za-z0-9._/+-]{0,127}")
@@ -30,13 +31,17 @@ _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 
 def validate_run_id(run_id: str) -> str:
-    """A W&B run id, by the project's one rule (`ups.remote.wandb_run.validate_run_id`)."""
+    """A W&B run id, by the project's one rule (`ups.remote.wandb_run.validate_run_id`),
+    at most MAX_RUN_ID_CHARS long so that every valid input still packs into Vast's field."""
     from ups.remote.wandb_run import validate_run_id as wandb_rule  # pulls in pydantic: lazy
 
     try:
         wandb_rule(run_id, "--resume-from-wandb")
     except ConfigError as e:
         raise LaunchError(str(e)) from e
+    if len(run_id) > MAX_RUN_ID_CHARS:
+        raise LaunchError(f"--resume-from-wandb: the run id is {len(run_id)} characters; the launcher takes at most "
+                          f"{MAX_RUN_ID_CHARS} (the onstart script must fit Vast's 4096-character field)")
     return run_id
 
 
