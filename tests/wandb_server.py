@@ -120,8 +120,15 @@ class WandbServer:
 
     # -- a run's own traffic -------------------------------------------------------------
 
+    def add_run(self, name: str, project: str = "ups", summary: Optional[dict] = None) -> ServerRun:
+        """A run as a training left it (for the public API's reads and writes)."""
+        with self._lock:
+            run = self.runs[name] = ServerRun(name, project, VIEWER["entity"], summary=dict(summary or {}))
+        return run
+
     def _op_UpsertBucket(self, v: dict) -> tuple[int, dict]:  # noqa: N802 - the operation's name
-        name = v.get("name") or v.get("id")
+        # wandb-core names the run; the public API (`Run.update`, `HTTPSummary._write`) sends its storage id
+        name = v.get("name") or str(v.get("id") or "").removeprefix("run-")
         run = self.runs.get(name)
         inserted = run is None
         if inserted:
@@ -178,8 +185,8 @@ class WandbServer:
 
     def _op_Run(self, v: dict) -> tuple[int, dict]:  # noqa: N802 - wandb.Api().run(path)
         run = self.runs.get(v.get("name"))
-        if run is None:
-            return 200, {"data": {"project": None}}
+        if run is None or (v.get("project"), v.get("entity")) != (run.project, run.entity):
+            return 200, {"data": {"project": None}}  # a run is found only at its own entity/project
         node = {**run.bucket(), "__typename": "Run", "state": "finished", "summaryMetrics": json.dumps(run.summary),
                 "systemMetrics": "{}", "historyKeys": None, "tags": [], "user": {"name": "ups-test",
                                                                                 "username": "ups-test"}}
