@@ -64,7 +64,9 @@ def fail_then_resume(tmp_path, shared_data, server, env, *resume_args):
     assert failed.returncode == 1, failed.stdout[-2000:] + failed.stderr[-2000:]
     first = run_id_of(config)
     assert [g for _, g, _ in history(server, first)][-1] == 30, "the failed attempt's lines reached the server"
-    resumed = train(config, *OPERATOR, *remote, "--auto-resume", *resume_args, env=env, check=True)
+    # WANDB_RESUME with resume_from makes wandb.init fail: ups takes it out of the way
+    resumed = train(config, *OPERATOR, *remote, "--auto-resume", *resume_args, env={**env, "WANDB_RESUME": "allow"},
+                    check=True)
     return config, first, resumed
 
 
@@ -112,7 +114,8 @@ def test_resume_mode_never_forks_a_new_run_from_the_last_saved_state(tmp_path, s
         first = run_id_of(config)
         fresh = write_config(tmp_path / "b", ONLINE, data_root=shared_data)
         forked = train(fresh, *OPERATOR, "--resume-from", remote, "--resume-mode", "never",
-                       "--checkpoint-remote", (tmp_path / "remote-b").as_uri(), env=env, check=True)
+                       "--checkpoint-remote", (tmp_path / "remote-b").as_uri(),
+                       env={**env, "WANDB_RESUME": "allow"}, check=True)
     second = run_id_of(fresh)
     assert second != first and server.runs[second].forked_from is not None, forked.stdout[-3000:]
     assert server.runs[second].forked_from[0] == first

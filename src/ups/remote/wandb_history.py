@@ -16,8 +16,9 @@ kept line's `_step` K is where the run continues:
   up to K (core/internal/runbranch/fork.go).
 
 `resume`, `resume_from` and `fork_from` are mutually exclusive (wandb/sdk/wandb_settings.py
-`validate_fork_from` and its neighbours), so a branching start passes no `resume` and takes
-`WANDB_RESUME` out of the environment. A server without the feature refuses the rewind or
+`validate_fork_from` and its neighbours), so a branching start passes no `resume`, and
+`WANDB_RESUME` is taken out of the environment before the SDK's first setup reads it
+(`ups.remote.wandb_run.export_mode`; removing it later has no effect). A server without the feature refuses the rewind or
 the fork: the run then resumes plainly (or starts without the history) with a warning that
 names the steps which will appear twice.
 """

@@ -91,6 +91,11 @@ def export_mode(cfg: Config) -> Optional[str]:
         return None
     mode = wandb_mode(cfg) or "disabled"
     os.environ["WANDB_MODE"] = mode
+    if os.environ.get("WANDB_RESUME"):
+        # Read once at that same setup, it would clash with the `resume_from`/`fork_from` a resume
+        # passes (mutually exclusive, wandb/sdk/wandb_settings.py); ups decides that itself.
+        print(f"Note: WANDB_RESUME={os.environ.pop('WANDB_RESUME')} is ignored: ups continues the run itself "
+              "(--resume-mode)", flush=True)
     return mode
 
 
