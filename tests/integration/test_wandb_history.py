@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import pytest
+import wandb
 
 from tests.helpers import checkpoint_dir, train, write_config
 from tests.integration.test_wandb_modes import KEY
@@ -121,3 +122,36 @@ def test_resume_mode_never_forks_a_new_run_from_the_last_saved_state(tmp_path, s
     assert server.runs[second].forked_from[0] == first
     assert history(server, second) == reference
     assert [g for _, g, _ in history(server, first)][-1] == 30, "the old run is left as it was"
+
+
+def test_a_server_that_refuses_forks_gets_a_new_run_without_the_history_and_a_warning(
+        tmp_path, online_env, monkeypatch, capsys):
+    """In-process, against the same server: the fork's fallback is a plain new run."""
+    from tests.remote_fixtures import operator_done_diffusion_running
+    from ups.config import load_config
+    from ups.remote.wandb_run import export_mode, finish_wandb, start_wandb
+    from ups.resume.metadata import update_metadata
+
+    server = WandbServer(fork=False)
+    with server.running():
+        for key, value in online_env(server).items():
+            monkeypatch.setenv(key, value)
+        config = write_config(tmp_path / "a", ONLINE)
+        ckpt = checkpoint_dir(config)
+        operator_done_diffusion_running(ckpt, step=8)
+        (ckpt / "metrics.jsonl").write_text("".join(
+            json.dumps({"stage": "operator", "step": s, "global_step": s, "wandb_step": n}) + "\n"
+            for n, s in enumerate((5, 10))))
+        update_metadata(ckpt, training_wandb={"id": "oldrun01"})
+        server.add_run("oldrun01", "ups-test")
+        cfg = load_config(config, [])
+        export_mode(cfg)
+        wandb.teardown()
+        run = start_wandb(cfg, ckpt, resume="never")
+        run.log({"trainer/global_step": 15})
+        finish_wandb(run, 0)
+        wandb.teardown()
+    out = capsys.readouterr().out
+    assert "W&B refused to fork run oldrun01 at step 1" in out and "starts without that history" in out
+    assert run.id != "oldrun01" and server.runs[run.id].forked_from is None
+    assert server.runs[run.id].steps() == [0]
