@@ -10,6 +10,7 @@ metrics alone.
 from __future__ import annotations
 
 import json
+import os
 import pytest
 import wandb
 
@@ -155,3 +156,28 @@ def test_a_server_that_refuses_forks_gets_a_new_run_without_the_history_and_a_wa
     assert "W&B refused to fork run oldrun01 at step 1" in out and "starts without that history" in out
     assert run.id != "oldrun01" and server.runs[run.id].forked_from is None
     assert server.runs[run.id].steps() == [0]
+
+
+def test_offline_segments_synced_later_end_with_the_uninterrupted_history(tmp_path, shared_data, online_env,
+                                                                         reference):
+    """Offline, the resume records its rewind in the segment; `wandb sync` applies it on the server."""
+    import subprocess
+    import sys
+
+    server = WandbServer()
+    with server.running():
+        env = {**online_env(server), "WANDB_MODE": "offline"}
+        offline = {**ONLINE, "logging": {"wandb": {**ONLINE["logging"]["wandb"], "mode": "offline"}}}
+        config = write_config(tmp_path / "a", offline, data_root=shared_data)
+        remote = ["--checkpoint-remote", (tmp_path / "remote").as_uri()]
+        assert train(config, *OPERATOR, *remote, env={**env, "UPS_FAULT": FAIL}).returncode == 1
+        train(config, *OPERATOR, *remote, "--auto-resume", env=env, check=True)
+        run_id = run_id_of(config)
+        segments = sorted((tmp_path / "wandb" / "wandb").glob(f"offline-run-*-{run_id}"))
+        assert len(segments) == 2
+        for segment in segments:  # in the order they ran
+            synced = subprocess.run([sys.executable, "-m", "wandb", "sync", str(segment)], env={
+                **os.environ, **env, "WANDB_MODE": "online"}, capture_output=True, text=True, timeout=120)
+            assert synced.returncode == 0, synced.stdout[-2000:] + synced.stderr[-2000:]
+    assert server.runs[run_id].rewinds, "the sync of the resumed segment rewound the run"
+    assert history(server, run_id) == reference
