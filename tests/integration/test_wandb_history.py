@@ -1,10 +1,10 @@
 """The W&B history a resumed run ends with equals an uninterrupted run's.
 
 The real SDK (wandb 0.31 and wandb-core) logs to the loopback W&B server of
-tests/wandb_server.py, which keeps each run's history as the file stream delivers it;
-a training fails (an exception: the SDK still delivers what was logged, which a SIGKILL
-may cut short) after the steps that follow its last saved state were logged, then resumes. The checkpoints go to a local `--checkpoint-remote`, so W&B carries the
-metrics alone.
+tests/wandb_server.py, which keeps each run's history as the file stream delivers it; a
+training fails (an exception: the SDK still delivers what was logged, which a SIGKILL may
+cut short) after the steps that follow its last saved state were logged, then resumes.
+The checkpoints go to a local `--checkpoint-remote`, so W&B carries the metrics alone.
 """
 
 from __future__ import annotations

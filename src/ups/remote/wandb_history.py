@@ -18,9 +18,9 @@ kept line's `_step` K is where the run continues:
 `resume`, `resume_from` and `fork_from` are mutually exclusive (wandb/sdk/wandb_settings.py
 `validate_fork_from` and its neighbours), so a branching start passes no `resume`, and
 `WANDB_RESUME` is taken out of the environment before the SDK's first setup reads it
-(`ups.remote.wandb_run.export_mode`; removing it later has no effect). A server without the feature refuses the rewind or
-the fork: the run then resumes plainly (or starts without the history) with a warning that
-names the steps which will appear twice.
+(`ups.remote.wandb_run.export_mode`; removing it later has no effect). A server without
+the feature refuses the rewind or the fork: the run then resumes plainly (or starts
+without the history) with a warning that names the steps which will appear twice.
 """
 
 from __future__ import annotations
@@ -115,8 +115,8 @@ class Branch:
             if self.point.dropped_global:
                 low, high = self.point.dropped_global
                 twice += f" (trainer/global_step {low}-{high})"
-            return (f"⚠️  W&B refused to rewind run {self.source} to step {self.step} ({why}): resuming it plainly; "
-                    f"{twice} will appear twice in its history")
+            return (f"⚠️  W&B refused to rewind run {self.source} to step {self.step} ({why}): "
+                    f"resuming it plainly; {twice} will appear twice in its history")
         return (f"⚠️  W&B refused to rewind run {self.source} to step {self.step} ({why}): resuming it plainly; "
                 f"any W&B steps it holds after {self.step} will appear twice in its history")
 

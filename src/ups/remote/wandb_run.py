@@ -131,7 +131,8 @@ def start_wandb(cfg: Config, checkpoint_dir: Path, run_id: Optional[str] = None,
     if mode == "offline":
         print(f"W&B is offline: metrics and checkpoints are kept locally until `wandb sync {sync_dir(run)}`",
               flush=True)
-    how = f"{branch.kind} of {branch.source} at step {branch.step}" if branch and run.id == run_id else f"resume={resume}"
+    branched = branch is not None and run.id == run_id
+    how = f"{branch.kind} of {branch.source} at step {branch.step}" if branched else f"resume={resume}"
     print(f"W&B run {run.id} ({mode}, {how})", flush=True)
     return run
 
