@@ -183,7 +183,7 @@ def _init_branched(cfg: Config, mode: str, run_id: str, resume: str, branch: Opt
 
         wandb.teardown()  # the failed init left its service half set up
         print(branch.refused(run_id, one_line(e.__cause__ or e)), flush=True)
-        return _init(cfg, mode, run_id, "allow" if branch.kind == "rewind" else "never")
+        return _init(cfg, mode, run_id, resume)  # allow | must for a rewind, never for a fork
 
 
 def _init(cfg: Config, mode: str, run_id: str, resume: Optional[str], branch: Optional[dict] = None) -> Any:
