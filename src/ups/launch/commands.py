@@ -227,6 +227,15 @@ def cmd_destroy(args: argparse.Namespace) -> int:
 class RemoteEvidence:
     """What `watch` reads besides Vast: the run's records in the remote copy, your stops."""
 
+    @classmethod
+    def for_args(cls, args: argparse.Namespace) -> "RemoteEvidence":
+        """The fsspec remote when there is one, else the W&B run's summary (ups.remote.wandb_outcome)."""
+        if args.checkpoint_remote or not args.resume_from_wandb:
+            return cls(args.checkpoint_remote)
+        from ups.launch.wandb_evidence import WandbEvidence
+
+        return WandbEvidence(args.resume_from_wandb, getattr(args, "config", None))
+
     def __init__(self, remote: str | None) -> None:
         self.remote = remote
         if remote:
@@ -241,10 +250,13 @@ class RemoteEvidence:
             _log(f"{stamp()} watch: could not read {self.remote} ({type(e).__name__}: {e}); ignored this poll")
             return None
 
-    def outcome(self, instance_id: int) -> tuple[str, str] | None:
-        from ups.remote.outcome import read_outcome
+    def _readers(self):
+        from ups.remote.outcome import read_heartbeat, read_outcome
 
-        record = self._read(read_outcome)
+        return read_outcome, read_heartbeat
+
+    def outcome(self, instance_id: int) -> tuple[str, str] | None:
+        record = self._read(self._readers()[0])
         if record is None or record.instance_id != instance_id:
             return None  # an older instance's record says nothing about this one
         detail = [f"exit code {record.exit_code}" if record.exit_code is not None else "",
@@ -256,9 +268,7 @@ class RemoteEvidence:
         return is_stop_requested(instance_id)
 
     def heartbeat(self) -> str | None:
-        from ups.remote.outcome import read_heartbeat
-
-        beat = self._read(read_heartbeat)
+        beat = self._read(self._readers()[1])
         return None if beat is None else f"{beat.tag}@{beat.unix}"
 
 
@@ -275,10 +285,8 @@ def cmd_watch(args: argparse.Namespace) -> int:
     script = onstart_script(args, resume_from_remote=bool(args.checkpoint_remote))
     save_script(script, args.onstart_out)
     request = create_request(args, script, secrets)
-    hang = args.hang_timeout if args.checkpoint_remote else 0.0  # the heartbeat lives in that remote
-    if not args.checkpoint_remote:
-        print("note: without --checkpoint-remote, watch cannot read the run's outcome or heartbeat: a run "
-              "that completes and stops itself looks paused (see docs/vast_launcher.md)", flush=True)
+    evidence = RemoteEvidence.for_args(args)  # the remote, else the W&B run: where outcome and heartbeat are
+    hang = args.hang_timeout
     policy = WatchPolicy(down_timeout_s=args.down_timeout, paused_timeout_s=args.stopped_timeout,
                          start_timeout_s=args.start_timeout, max_relaunches=args.max_relaunches,
                          hang_timeout_s=hang)
@@ -290,7 +298,7 @@ def cmd_watch(args: argparse.Namespace) -> int:
         return instance_id
 
     decision, last_id = watch(api, args.instance_id, policy, relaunch, args.poll_seconds, log=_log,
-                              evidence=RemoteEvidence(args.checkpoint_remote))
+                              evidence=evidence)
     if decision.action is Action.DONE:
         print(f"{stamp()} watch: finished; instance {last_id}: {decision.reason}")
         if "then none" in decision.reason:

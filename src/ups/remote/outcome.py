@@ -14,7 +14,8 @@ remote copy is the one place both sides can reach, so:
   status first, this last): how far the run got, and when.
 
 Both are tiny JSON files at the remote's root; a reader that finds one missing or torn
-gets None, never an exception. Only fsspec URIs carry them (a W&B-only remote does not).
+gets None, never an exception. A run whose only remote is its W&B run keeps the same two
+records in the run's summary instead (`ups.remote.wandb_outcome`).
 """
 
 from __future__ import annotations
@@ -120,10 +121,15 @@ def read_heartbeat(uri: str) -> Optional[Heartbeat]:
 
 
 def heartbeat_writer(store: Any) -> Callable[[Any], None]:
-    """For `RemoteSync`: after a publish, record its tag and the time (fsspec stores only)."""
+    """For `RemoteSync`: after a publish, record its tag and the time (an fsspec root, or the W&B run)."""
     fs, root = getattr(store, "fs", None), getattr(store, "root", None)
     if fs is None or root is None:
-        return lambda snap: None
+        run = getattr(store, "run", None)
+        if run is None:
+            return lambda snap: None
+        from ups.remote.wandb_outcome import wandb_heartbeat_writer
+
+        return wandb_heartbeat_writer(run)
     instance_id = own_instance_id()
 
     def beat(snap: Any) -> None:

@@ -21,6 +21,7 @@ from typing import Any, Optional
 
 from ups.config import Config
 from ups.errors import ConfigError, RemoteError, RemoteUnavailableError
+from ups.remote.wandb_history import Branch, plan_branch, without_resume_env
 from ups.resume.metadata import read_metadata, update_metadata
 
 GLOBAL_STEP = "trainer/global_step"
@@ -90,6 +91,11 @@ def export_mode(cfg: Config) -> Optional[str]:
         return None
     mode = wandb_mode(cfg) or "disabled"
     os.environ["WANDB_MODE"] = mode
+    if os.environ.get("WANDB_RESUME"):
+        # Read once at that same setup, it would clash with the `resume_from`/`fork_from` a resume
+        # passes (mutually exclusive, wandb/sdk/wandb_settings.py); ups decides that itself.
+        print(f"Note: WANDB_RESUME={os.environ.pop('WANDB_RESUME')} is ignored: ups continues the run itself "
+              "(--resume-mode)", flush=True)
     return mode
 
 
@@ -97,19 +103,24 @@ def start_wandb(cfg: Config, checkpoint_dir: Path, run_id: Optional[str] = None,
     """Start (or continue) the W&B run; None when W&B logging is off.
 
     `resume="never"` starts a new run (a new id); otherwise the id given, else the
-    persisted one, is continued.
+    persisted one, is continued. Either way the history continues from the last step the
+    resume keeps (`ups.remote.wandb_history`).
     """
     mode = wandb_mode(cfg)
     if mode is None:
         return None
     resume = validate_resume_mode(resume or persisted_resume_mode(checkpoint_dir) or "allow")
-    if resume == "never":
-        run_id = run_id or new_run_id()
+    persisted = persisted_run_id(checkpoint_dir)
+    if resume == "never":  # a new run, forked from the one this directory logged to (if any)
+        previous, run_id = persisted, run_id or new_run_id()
     else:
-        run_id = run_id or persisted_run_id(checkpoint_dir) or new_run_id()
+        previous = run_id = run_id or persisted
+        run_id = run_id or new_run_id()
     if mode == "online":
         mode = _online_or_fallback(cfg)
-    run = _init(cfg, mode, validate_run_id(run_id, "W&B run id"), resume)
+    run_id = validate_run_id(run_id, "W&B run id")
+    branch = plan_branch(checkpoint_dir, resume=resume, run_id=run_id, previous=previous)
+    run = _init_branched(cfg, mode, run_id, resume, branch)
     run.define_metric(GLOBAL_STEP)
     run.define_metric("*", step_metric=GLOBAL_STEP)
     update_metadata(checkpoint_dir, training_wandb={
@@ -120,7 +131,9 @@ def start_wandb(cfg: Config, checkpoint_dir: Path, run_id: Optional[str] = None,
     if mode == "offline":
         print(f"W&B is offline: metrics and checkpoints are kept locally until `wandb sync {sync_dir(run)}`",
               flush=True)
-    print(f"W&B run {run.id} ({mode}, resume={resume})", flush=True)
+    branched = branch is not None and run.id == run_id
+    how = f"{branch.kind} of {branch.source} at step {branch.step}" if branched else f"resume={resume}"
+    print(f"W&B run {run.id} ({mode}, {how})", flush=True)
     return run
 
 
@@ -155,7 +168,25 @@ def _online_or_fallback(cfg: Config) -> str:
         return "offline"
 
 
-def _init(cfg: Config, mode: str, run_id: str, resume: str) -> Any:
+def _init_branched(cfg: Config, mode: str, run_id: str, resume: str, branch: Optional[Branch]) -> Any:
+    """`wandb.init` continuing the history at `branch` (see ups.remote.wandb_history); plainly
+    when there is none, or when the server refuses it (with the warning naming what repeats)."""
+    if branch is None:
+        return _init(cfg, mode, run_id, resume)
+    without_resume_env()
+    try:
+        return _init(cfg, mode, run_id, None, branch.init_kwargs())
+    except RemoteError as e:
+        import wandb
+
+        from ups.remote.store import one_line
+
+        wandb.teardown()  # the failed init left its service half set up
+        print(branch.refused(run_id, one_line(e.__cause__ or e)), flush=True)
+        return _init(cfg, mode, run_id, resume)  # allow | must for a rewind, never for a fork
+
+
+def _init(cfg: Config, mode: str, run_id: str, resume: Optional[str], branch: Optional[dict] = None) -> Any:
     import wandb
 
     from ups.remote.store import one_line
@@ -169,10 +200,11 @@ def _init(cfg: Config, mode: str, run_id: str, resume: str) -> Any:
     try:
         return wandb.init(
             project=w.project, entity=w.entity, name=w.run_name, group=w.group, tags=list(w.tags) or None,
-            mode=mode, id=run_id, resume=resume, config=cfg.as_dict(), settings=settings,
+            mode=mode, id=run_id, resume=resume, config=cfg.as_dict(), settings=settings, **(branch or {}),
         )
     except Exception as e:
-        raise RemoteError(f"W&B could not start run {run_id} (resume={resume}): {one_line(e)}") from e
+        how = ", ".join(f"{k}={v}" for k, v in branch.items()) if branch else f"resume={resume}"
+        raise RemoteError(f"W&B could not start run {run_id} ({how}): {one_line(e)}") from e
 
 
 def finish_wandb(run: Any, exit_code: int = 0) -> None:

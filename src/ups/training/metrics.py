@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any, Iterator, Optional
 
 from ups.errors import CheckpointError
+from ups.remote.wandb_history import WANDB_STEP, logged_step
 from ups.resume.atomic import atomic_write_bytes
 from ups.resume.layout import METRICS_FILE
 
@@ -52,14 +53,15 @@ class MetricsLogger:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             self._check_regular()
             self._file = open(self.path, "a", encoding="utf-8")
-        self._file.write(json.dumps(record, allow_nan=False) + "\n")
-        self._file.flush()
         if self.wandb_run is not None:
             prefix = f"{record['stage']}/{record['kind']}"
             self.wandb_run.log(
                 {f"{prefix}_loss": record["loss"], f"{record['stage']}/lr": record["lr"],
                  f"{record['stage']}/epoch": record["epoch"], "trainer/global_step": record["global_step"]}
             )
+            record[WANDB_STEP] = logged_step(self.wandb_run)  # where a resume rewinds the run to
+        self._file.write(json.dumps(record, allow_nan=False) + "\n")
+        self._file.flush()
         if self.lines:
             print(
                 f"[{record['stage']}] {record['kind']:<5} epoch {record['epoch']:>3} step {record['step']:>6} "
