@@ -8,7 +8,6 @@ only the live-trainer check (a lock on this machine's disk) needs a local path.
 
 from __future__ import annotations
 
-import hashlib
 import json
 from pathlib import Path
 from typing import Any, Optional
@@ -16,8 +15,8 @@ from typing import Any, Optional
 import fsspec
 
 from ups.errors import CheckpointError, RemoteError, RemoteUnavailableError
+from ups.resume.atomic import stream_digest
 
-CHUNK = 1 << 20
 
 
 class Location:
@@ -91,16 +90,13 @@ class Location:
         return out
 
     def sha256(self, name: str) -> str:
-        h = hashlib.sha256()
         try:
             with self.fs.open(self._path(name), "rb") as f:
-                while chunk := f.read(CHUNK):
-                    h.update(chunk)
+                return stream_digest(f)["sha256"]
         except FileNotFoundError:
             raise
         except Exception as e:  # noqa: BLE001
             raise self._unreachable(e) from e
-        return h.hexdigest()
 
 
 def _mtime(info: dict[str, Any]) -> Optional[float]:

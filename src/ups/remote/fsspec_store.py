@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import contextlib
 import fnmatch
-import hashlib
 import json
 import os
 import posixpath
@@ -29,7 +28,7 @@ from pathlib import Path
 from typing import BinaryIO, Iterator, Optional
 
 from ups.errors import RemoteError, RemoteUnavailableError
-from ups.resume.atomic import TEMP_PREFIX, atomic_path, atomic_write_bytes
+from ups.resume.atomic import TEMP_PREFIX, atomic_path, atomic_write_bytes, stream_digest
 from ups.resume.layout import STATE_DIR, STATUS_FILE
 from ups.remote import object_store
 from ups.remote.snapshot import NamedFile, Snapshot, encode_status, named_files, resume_states, with_previous_states
@@ -202,8 +201,8 @@ class FsspecStore(RemoteStore):
         except FileNotFoundError:
             raise SnapshotChanged(f"{f.name} was removed before it could be uploaded") from None
         with src:
-            sha, size = _hash_open(src)
-            if (sha, size) != (f.sha256, f.size):
+            digest = stream_digest(src)
+            if (digest["sha256"], digest["size"]) != (f.sha256, f.size):
                 raise SnapshotChanged(f"{f.name} changed before it could be uploaded")
             src.seek(0)
             with self._open_target(f.name) as out:
@@ -283,14 +282,6 @@ class _FsspecReader(RemoteReader):
             raise RemoteError(f"{self.store.description} does not hold {name}") from None
         except Exception as e:
             raise RemoteError(f"cannot download {name} from {self.store.description}: {one_line(e)}") from e
-
-
-def _hash_open(src: BinaryIO) -> tuple[str, int]:
-    h, size = hashlib.sha256(), 0
-    while chunk := src.read(_CHUNK):
-        h.update(chunk)
-        size += len(chunk)
-    return h.hexdigest(), size
 
 
 def _copy(src: BinaryIO, out: BinaryIO, f: NamedFile) -> None:

@@ -8,7 +8,6 @@ consistent copy back, so the interface is those two operations.
 
 from __future__ import annotations
 
-import hashlib
 import os
 import re
 from abc import ABC, abstractmethod
@@ -18,11 +17,11 @@ from typing import Optional
 
 from ups.errors import RemoteError
 from ups.remote.snapshot import NamedFile, Snapshot
+from ups.resume.atomic import file_digest
 
 # Credentials that may reach this process through its environment: never echoed.
 SECRET_ENV = ("WANDB_API_KEY", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "GOOGLE_APPLICATION_CREDENTIALS_JSON",
               "AZURE_STORAGE_KEY", "VAST_API_KEY")
-_CHUNK = 1 << 20
 
 
 class SnapshotChanged(RemoteError):
@@ -95,20 +94,12 @@ def one_line(e: BaseException) -> str:
     return redact(f"{type(e).__name__}: {text}" if not isinstance(e, RemoteError) else text)
 
 
-def sha256_file(path: Path) -> tuple[str, int]:
-    h, size = hashlib.sha256(), 0
-    with open(path, "rb") as f:
-        while chunk := f.read(_CHUNK):
-            h.update(chunk)
-            size += len(chunk)
-    return h.hexdigest(), size
-
-
 def check_file(path: Path, expected: NamedFile) -> Optional[str]:
     """Why `path` is not the file `expected` describes, or None when it is."""
     if not path.is_file():
         return "is missing"
-    sha, size = sha256_file(path)
+    digest = file_digest(path)
+    sha, size = digest["sha256"], digest["size"]
     if size != expected.size:
         return f"is truncated or padded ({size} of {expected.size} bytes)"
     if sha != expected.sha256:

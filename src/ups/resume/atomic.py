@@ -80,19 +80,48 @@ def atomic_write_json(path: str | Path, obj: Any) -> None:
     atomic_write_bytes(path, text.encode("utf-8"))
 
 
-def file_digest(path: str | Path) -> dict[str, Any]:
+class Digest:
+    """The one way the project hashes bytes: sha256 (plus any `algos` asked for) and the size.
+
+    Fed chunk by chunk, so a copy can hash what passes through it (a download) without
+    reading the bytes twice. `record()` is `{"sha256": hex, "size": bytes}` (plus one hex
+    entry per extra algorithm): the shape the status file records for every file.
+    """
+
+    def __init__(self, algos: Iterable[str] = ()):
+        self._hashes = {a: hashlib.new(a) for a in dict.fromkeys(("sha256", *algos))}
+        self.size = 0
+
+    def update(self, chunk: bytes) -> None:
+        for h in self._hashes.values():
+            h.update(chunk)  # releases the GIL: a hashing thread runs beside the writer
+        self.size += len(chunk)
+
+    def record(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"sha256": self._hashes["sha256"].hexdigest(), "size": self.size}
+        out.update((a, h.hexdigest()) for a, h in self._hashes.items() if a != "sha256")
+        return out
+
+
+def file_digest(path: str | Path, algos: Iterable[str] = ()) -> dict[str, Any]:
     """`{"sha256": hex, "size": bytes}` of a file, read in chunks."""
     with open(path, "rb") as f:
-        return stream_digest(f)
+        return stream_digest(f, algos)
 
 
-def stream_digest(f: BinaryIO) -> dict[str, Any]:
-    h = hashlib.sha256()
-    size = 0
+def stream_digest(f: BinaryIO, algos: Iterable[str] = ()) -> dict[str, Any]:
+    """`file_digest` of an open binary file (local or fsspec), from its current position."""
+    digest = Digest(algos)
     while chunk := f.read(_CHUNK):
-        h.update(chunk)  # releases the GIL: a hashing thread runs beside the writer
-        size += len(chunk)
-    return {"sha256": h.hexdigest(), "size": size}
+        digest.update(chunk)
+    return digest.record()
+
+
+def bytes_digest(data: bytes) -> dict[str, Any]:
+    """`file_digest` of bytes already in memory."""
+    digest = Digest()
+    digest.update(data)
+    return digest.record()
 
 
 def digest_in_background(path: Path) -> Future:
