@@ -19,7 +19,7 @@ import fsspec
 from ups.config import SPLITS, Config
 from ups.data.burgers import ensure_data
 from ups.data.pdebench import PDEBenchFile
-from ups.errors import DataError
+from ups.errors import DataError, one_line
 from ups.resume.atomic import Digest, atomic_path, file_digest
 
 _CHUNK = 1 << 20
@@ -130,7 +130,7 @@ def _stream(url: str, tmp: Path, algos: Sequence[str], label: str, log: Log) -> 
                 digest.update(chunk)
                 progress.update(len(chunk))
     except _fetch_errors() as e:  # evaluated only on failure: aiohttp stays unimported
-        raise DataError(f"cannot fetch {url}: {type(e).__name__}: {_one_line(e)}") from e
+        raise DataError(f"cannot fetch {url}: {one_line(e, whole=True, typed=True)}") from e
     finally:
         progress.close()
     return digest.record()
@@ -142,10 +142,6 @@ def _size_of(url: str) -> Optional[int]:
         return fs.size(path)
     except Exception:  # the size only feeds the progress display; unknown is fine
         return None
-
-
-def _one_line(e: BaseException) -> str:
-    return " ".join(str(e).split()) or type(e).__name__
 
 
 class _Progress:

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable, Optional
 
-from ups.errors import RemoteError, StatusFileError
+from ups.errors import RemoteError, StatusFileError, one_line
 from ups.resume.atomic import TEMP_PREFIX, atomic_path, atomic_write_bytes
 from ups.resume.layout import METADATA_FILE, METRICS_FILE, STATE_DIR, STATUS_FILE
 from ups.resume.tracker import read_status_file
@@ -26,7 +26,7 @@ from ups.remote.snapshot import (
     NamedFile, encode_status, fall_back_to_previous_state, is_remote_ahead, named_files, previous_state_file,
     without_unverified,
 )
-from ups.remote.store import NoRemoteCheckpoint, RemoteReader, RemoteStore, check_file, one_line
+from ups.remote.store import NoRemoteCheckpoint, RemoteReader, RemoteStore, check_file
 
 RETRIES = 3
 SIDE_FILES = (METADATA_FILE, METRICS_FILE)
@@ -131,7 +131,7 @@ def _fetch_verified(reader: RemoteReader, f: NamedFile, dest: Path, force: bool,
                 if problem:
                     raise _Unverified(problem)
         except (_Unverified, RemoteError) as e:
-            log(f"  download of {f.name} failed (attempt {attempt}/{retries}): {one_line(e)}")
+            log(f"  download of {f.name} failed (attempt {attempt}/{retries}): {one_line(e, typed=True)}")
             time.sleep(min(0.1 * attempt, 1.0))
             continue
         report.downloaded.append(target)

@@ -27,13 +27,13 @@ import time
 from pathlib import Path
 from typing import BinaryIO, Iterator, Optional
 
-from ups.errors import RemoteError, RemoteUnavailableError
+from ups.errors import RemoteError, RemoteUnavailableError, one_line
 from ups.resume.atomic import TEMP_PREFIX, atomic_path, atomic_write_bytes, stream_digest
 from ups.resume.layout import STATE_DIR, STATUS_FILE
 from ups.remote import object_store
 from ups.remote.snapshot import NamedFile, Snapshot, encode_status, named_files, resume_states, with_previous_states
 from ups.remote.store import (
-    NoRemoteCheckpoint, PublishReport, RemoteReader, RemoteStore, SnapshotChanged, one_line,
+    NoRemoteCheckpoint, PublishReport, RemoteReader, RemoteStore, SnapshotChanged,
 )
 
 _CHUNK = 1 << 20
@@ -118,7 +118,7 @@ class FsspecStore(RemoteStore):
         except RemoteError:
             raise
         except Exception as e:
-            raise RemoteError(f"upload to {self.description} failed: {one_line(e)}") from e
+            raise RemoteError(f"upload to {self.description} failed: {one_line(e, typed=True)}") from e
         named = {f.name for f in snap.files}
         self._prune(keep=named | self._named_before)  # the previous status's state stays: it is named too
         self._named_before = named
@@ -273,7 +273,7 @@ class _FsspecReader(RemoteReader):
         except FileNotFoundError:
             return None
         except Exception as e:
-            raise RemoteError(f"cannot read {name} from {self.store.description}: {one_line(e)}") from e
+            raise RemoteError(f"cannot read {name} from {self.store.description}: {one_line(e, typed=True)}") from e
 
     def fetch(self, name: str, dest: Path) -> None:
         try:
@@ -281,7 +281,7 @@ class _FsspecReader(RemoteReader):
         except FileNotFoundError:
             raise RemoteError(f"{self.store.description} does not hold {name}") from None
         except Exception as e:
-            raise RemoteError(f"cannot download {name} from {self.store.description}: {one_line(e)}") from e
+            raise RemoteError(f"cannot download {name} from {self.store.description}: {one_line(e, typed=True)}") from e
 
 
 def _copy(src: BinaryIO, out: BinaryIO, f: NamedFile) -> None:

@@ -8,8 +8,6 @@ consistent copy back, so the interface is those two operations.
 
 from __future__ import annotations
 
-import os
-import re
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,9 +17,6 @@ from ups.errors import RemoteError
 from ups.remote.snapshot import NamedFile, Snapshot
 from ups.resume.atomic import file_digest
 
-# Credentials that may reach this process through its environment: never echoed.
-SECRET_ENV = ("WANDB_API_KEY", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "GOOGLE_APPLICATION_CREDENTIALS_JSON",
-              "AZURE_STORAGE_KEY", "VAST_API_KEY")
 
 
 class SnapshotChanged(RemoteError):
@@ -78,20 +73,6 @@ class RemoteStore(ABC):
 
     def close(self) -> None:
         """Release clients; the default holds none."""
-
-
-def redact(text: str) -> str:
-    """`text` with every secret from the environment (and URL passwords) masked."""
-    for var in SECRET_ENV:
-        value = os.environ.get(var)
-        if value and len(value) >= 4:
-            text = text.replace(value, "***")
-    return re.sub(r"(://[^/:@\s]+):[^/@\s]+@", r"\1:***@", text)
-
-
-def one_line(e: BaseException) -> str:
-    text = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-    return redact(f"{type(e).__name__}: {text}" if not isinstance(e, RemoteError) else text)
 
 
 def check_file(path: Path, expected: NamedFile) -> Optional[str]:

@@ -20,12 +20,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Optional
 
-from ups.errors import RemoteError
+from ups.errors import RemoteError, one_line
 from ups.resume.layout import METADATA_FILE, METRICS_FILE, STATUS_FILE
 from ups.remote.object_store import is_permanent
 from ups.remote.outcome import heartbeat_writer
 from ups.remote.snapshot import Snapshot, named_files, snapshot_tag
-from ups.remote.store import PublishReport, RemoteStore, SnapshotChanged, one_line
+from ups.remote.store import PublishReport, RemoteStore, SnapshotChanged
 
 SIDE_FILES = (METADATA_FILE, METRICS_FILE)
 BACKOFF_SECONDS = (2.0, 5.0, 15.0, 30.0, 60.0)
@@ -192,10 +192,11 @@ class RemoteSync:
             if self._changes_in_row <= MAX_CHANGED_IN_ROW:
                 self._retry(CHANGED_RETRY_SECONDS)
                 return
-            self._failed(f"the status keeps naming files that are not there ({one_line(e)})")
+            self._failed(f"the status keeps naming files that are not there ({one_line(e, typed=True)})")
             return
         except Exception as e:  # a network error must never stop training
-            self._failed(one_line(e) if isinstance(e, RemoteError) else f"upload failed: {one_line(e)}",
+            why = one_line(e, typed=True)
+            self._failed(why if isinstance(e, RemoteError) else f"upload failed: {why}",
                          permanent=is_permanent(e))
             return
         self._published(snap, report)

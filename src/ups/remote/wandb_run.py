@@ -158,7 +158,7 @@ def _online_or_fallback(cfg: Config) -> str:
 def _init(cfg: Config, mode: str, run_id: str, resume: str) -> Any:
     import wandb
 
-    from ups.remote.store import one_line
+    from ups.errors import one_line
 
     w = cfg.logging.wandb
     # run.finish() waits for every upload unless finish_timeout is set (0 = forever,
@@ -172,7 +172,7 @@ def _init(cfg: Config, mode: str, run_id: str, resume: str) -> Any:
             mode=mode, id=run_id, resume=resume, config=cfg.as_dict(), settings=settings,
         )
     except Exception as e:
-        raise RemoteError(f"W&B could not start run {run_id} (resume={resume}): {one_line(e)}") from e
+        raise RemoteError(f"W&B could not start run {run_id} (resume={resume}): {one_line(e, typed=True)}") from e
 
 
 def finish_wandb(run: Any, exit_code: int = 0) -> None:

@@ -22,7 +22,7 @@ from typing import Any, Callable, Optional
 
 import torch
 
-from ups.errors import CheckpointError
+from ups.errors import CheckpointError, one_line
 from ups.resume.atomic import bytes_digest
 from ups.resume.files import STATE_FORMAT, load_torch, save_torch
 from ups.resume.layout import parse_state_step, state_file_name
@@ -210,7 +210,7 @@ def find_resume_state(
 
 
 def _set_aside(path: Path, reason: str, log: Callable[[str], None]) -> None:
-    reason = reason.strip().splitlines()[0] if reason.strip() else "unreadable"
+    reason = one_line(reason) or "unreadable"
     try:
         path.rename(path.with_name(path.name + SET_ASIDE_SUFFIX))
         log(f"  set aside {path.name} (as {path.name}{SET_ASIDE_SUFFIX}): {reason}; trying an older state")
