@@ -12,20 +12,16 @@ import json
 from pathlib import Path
 from typing import Any, Optional
 
-import fsspec
-
-from ups.errors import CheckpointError, RemoteError, RemoteUnavailableError
+from ups.errors import CheckpointError, RemoteUnavailableError
 from ups.resume.atomic import stream_digest
-
 
 
 class Location:
     def __init__(self, uri: str | Path):
         self.uri = str(uri)
-        try:
-            self.fs, root = fsspec.core.url_to_fs(self.uri)
-        except (ImportError, ValueError) as e:
-            raise RemoteError(f"cannot open {self.uri}: {e} (install the fsspec backend for its scheme)") from e
+        from ups.remote.fsspec_store import parse_uri  # the one front door: it refuses credentials in a URI
+
+        self.fs, root = parse_uri(self.uri)
         self.root = root.rstrip("/") or "/"
 
     @property
