@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import os
 import socket
-import tempfile
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Optional
@@ -20,7 +19,7 @@ from ups.eval.goodput_view import goodput_facts
 from ups.eval.location import Location
 from ups.resume.layout import METADATA_FILE, STAGE_NAMES, STAGE_OUTPUTS, STATE_DIR, STATUS_FILE
 from ups.resume.lock import LOCK_FILE
-from ups.resume.tracker import StageStatus, read_status_file
+from ups.resume.tracker import StageStatus, parse_status
 
 VERIFY_MODES = ("sha256", "size", "none")
 PIPELINE_KEYS = ("trained", "trained_at", "last_small_eval", "last_small_eval_at", "last_full_eval",
@@ -70,25 +69,21 @@ def gather(uri: str | Path, verify: str = "sha256", now: Optional[datetime] = No
 
 def read_status(loc: Location) -> dict[str, Any]:
     """The parsed, checked status file; missing or corrupt is a StatusFileError naming the fix."""
-    text = loc.read_text(STATUS_FILE)
-    if text is None:
+    data = loc.read_bytes(STATUS_FILE)
+    if data is None:
         raise StatusFileError(
             f"no {STATUS_FILE} in {loc.display}: training has not started there, or this is not a ups "
             f"checkpoint directory. Start with: python scripts/train.py --config <config> --stage all"
             + (f"; if stage outputs are there, rebuild it: ups status --rebuild {loc.display}" if loc.is_local else "")
         )
     if loc.is_local:
-        return read_status_file(Path(loc.root) / STATUS_FILE)
-    with tempfile.TemporaryDirectory() as tmp:  # one validator for local and remote files
-        copy = Path(tmp) / STATUS_FILE
-        copy.write_text(text, encoding="utf-8")
-        try:
-            return read_status_file(copy)
-        except StatusFileError as e:
-            msg = str(e).replace(str(copy), f"{loc.uri}/{STATUS_FILE}").replace(tmp, loc.uri)
-            # --resume-from fetches only what the status names, so it cannot repair a corrupt one
-            raise StatusFileError(msg + f" (copy the whole prefix first, e.g. `aws s3 sync {loc.uri} DIR`, then "
-                                  "`ups status --rebuild DIR`)") from e
+        return parse_status(data, str(Path(loc.root) / STATUS_FILE), str(Path(loc.root)))
+    try:
+        return parse_status(data, f"{loc.uri}/{STATUS_FILE}", loc.uri)
+    except StatusFileError as e:
+        # --resume-from fetches only what the status names, so it cannot repair a corrupt one
+        raise StatusFileError(f"{e} (copy the whole prefix first, e.g. `aws s3 sync {loc.uri} DIR`, then "
+                              "`ups status --rebuild DIR`)") from e
 
 
 def read_metadata(loc: Location) -> tuple[dict[str, Any], list[str]]:

@@ -55,19 +55,19 @@ class Location:
         if not ok:
             raise CheckpointError(f"checkpoint directory not found: {self.display}")
 
-    def read_text(self, name: str) -> Optional[str]:
-        """The file's text, or None when it does not exist."""
+    def read_bytes(self, name: str) -> Optional[bytes]:
+        """The file's bytes, or None when it does not exist."""
         try:
             with self.fs.open(self._path(name), "rb") as f:
-                return f.read().decode("utf-8", errors="replace")
+                return f.read()
         except FileNotFoundError:
             return None
         except Exception as e:  # noqa: BLE001
             raise self._unreachable(e) from e
 
     def read_json(self, name: str) -> Any:
-        text = self.read_text(name)
-        return None if text is None else json.loads(text)
+        data = self.read_bytes(name)
+        return None if data is None else json.loads(data.decode("utf-8", errors="replace"))
 
     def files(self) -> dict[str, dict[str, Any]]:
         """Every file below the root: relative name -> {size, mtime (if known)}."""

@@ -27,9 +27,10 @@ import time
 from pathlib import Path
 from typing import BinaryIO, Iterator, Optional
 
-from ups.errors import RemoteError, RemoteUnavailableError, one_line
+from ups.errors import RemoteError, RemoteUnavailableError, StatusFileError, one_line
 from ups.resume.atomic import TEMP_PREFIX, atomic_path, atomic_write_bytes, stream_digest
 from ups.resume.layout import STATE_DIR, STATUS_FILE
+from ups.resume.tracker import parse_status
 from ups.remote import object_store
 from ups.remote.snapshot import NamedFile, Snapshot, encode_status, named_files, resume_states, with_previous_states
 from ups.remote.store import (
@@ -112,7 +113,7 @@ class FsspecStore(RemoteStore):
             for name, data in snap.extras.items():
                 self._put_bytes(name, data)
             report.uploaded += self._confirm(snap, Path(local_dir))
-            status = _loads(snap.status_bytes)
+            status = json.loads(snap.status_bytes)  # the trainer's own, parsed by take_snapshot already
             remote_status = encode_status(with_previous_states(status, self._states_before))
             self._put_bytes(STATUS_FILE, remote_status)  # last: now it may name the files above
         except RemoteError:
@@ -138,20 +139,22 @@ class FsspecStore(RemoteStore):
             if self.local:
                 self._remove_stale_temps()
             try:
-                status = _loads(self.fs.cat_file(self._path(STATUS_FILE)))
+                raw = self.fs.cat_file(self._path(STATUS_FILE))
             except FileNotFoundError:
-                status = {}
-            except ValueError:
-                status = {}  # a corrupt status vouches for nothing; this publish replaces it
+                raw = None
             except Exception as e:
                 raise RemoteUnavailableError(f"cannot read {STATUS_FILE} at {self.description}: "
                                              f"{object_store.describe(e)}") from e
-            for f in named_files(status) if isinstance(status, dict) and "stages" in status else []:
+            try:
+                status = parse_status(raw, self._path(STATUS_FILE), self.uri) if raw is not None else {}
+            except StatusFileError:
+                status = {}  # a corrupt status vouches for nothing; this publish replaces it
+            for f in named_files(status) if status else []:
                 if self._remote_size(f.name) == f.size:
                     have[f.name] = f.sha256
             self._have = have
             self._named_before = set(have)
-            if isinstance(status, dict) and "stages" in status:
+            if status:
                 self._states_before = resume_states(status)
         return self._have
 
@@ -296,6 +299,3 @@ def _copy(src: BinaryIO, out: BinaryIO, f: NamedFile) -> None:
             time.sleep(stall)
             stall = 0.0
 
-
-def _loads(data: bytes) -> dict:
-    return json.loads(data)

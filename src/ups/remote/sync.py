@@ -13,7 +13,6 @@ prints the outcome.
 
 from __future__ import annotations
 
-import json
 import threading
 import time
 from dataclasses import dataclass
@@ -22,6 +21,7 @@ from typing import Any, Callable, Optional
 
 from ups.errors import RemoteError, one_line
 from ups.resume.layout import METADATA_FILE, METRICS_FILE, STATUS_FILE
+from ups.resume.tracker import parse_status
 from ups.remote.object_store import is_permanent
 from ups.remote.outcome import heartbeat_writer
 from ups.remote.snapshot import Snapshot, named_files, snapshot_tag
@@ -44,7 +44,7 @@ def take_snapshot(checkpoint_dir: Path) -> Optional[Snapshot]:
         status_bytes = (checkpoint_dir / STATUS_FILE).read_bytes()
     except FileNotFoundError:
         return None
-    status = json.loads(status_bytes)
+    status = parse_status(status_bytes, str(checkpoint_dir / STATUS_FILE), str(checkpoint_dir))
     extras = {n: (checkpoint_dir / n).read_bytes() for n in SIDE_FILES if (checkpoint_dir / n).is_file()}
     return Snapshot(status_bytes, tuple(named_files(status)), snapshot_tag(status), extras)
 

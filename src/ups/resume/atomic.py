@@ -150,14 +150,12 @@ def remove_stale_temps(directory: Path, names: Iterable[str], state_dirs: Iterab
     A live writer of another run never writes here: the directory is locked by this one.
     """
     removed = []
-    top = (_temp_pattern(names), _DOWNLOAD_TEMP)
-    targets = [(Path(directory), top)] + [(Path(d), (_STATE_TEMP,)) for d in state_dirs]
-    for folder, patterns in targets:
+    targets = [(Path(directory), _temp_pattern(names))] + [(Path(d), _STATE_TEMP) for d in state_dirs]
+    for folder, pattern in targets:
         if not folder.is_dir() or folder.is_symlink():
             continue
         for p in folder.iterdir():
-            ours = any(pattern.fullmatch(p.name) for pattern in patterns)
-            if ours and p.is_file() and not p.is_symlink():
+            if pattern.fullmatch(p.name) and p.is_file() and not p.is_symlink():
                 with contextlib.suppress(OSError):
                     p.unlink()
                     removed.append(p)
@@ -166,8 +164,6 @@ def remove_stale_temps(directory: Path, names: Iterable[str], state_dirs: Iterab
 
 # mkstemp's random part: 8 characters of [a-z0-9_] (CPython Lib/tempfile.py, _RandomNameSequence).
 _RANDOM = r"[a-z0-9_]{8}"
-# The remote status a download checks before using it (ups.remote.download).
-_DOWNLOAD_TEMP = re.compile(rf"{re.escape(TEMP_PREFIX)}remote-{_RANDOM}\.json")
 _STATE_TEMP = re.compile(rf"{re.escape(TEMP_PREFIX)}step-\d+\.pt\.{_RANDOM}")
 
 
