@@ -263,12 +263,51 @@ class FsspecStore(RemoteStore):
         except Exception as e:
             raise RemoteUnavailableError(f"cannot read {self.description}: {object_store.describe(e)}; "
                                          "nothing was trained or published") from e
-        return _FsspecReader(self)
+        return FsspecReader(self)
 
 
-class _FsspecReader(RemoteReader):
+class FsspecReader(RemoteReader):
+    """Reads a copy where it is: what `--resume-from` fetches and what `ups status` looks at.
+
+    Beyond the reader every store has, it lists the files and hashes one where it lies,
+    so the dashboard verifies a remote copy without downloading it first.
+    """
+
     def __init__(self, store: FsspecStore):
         self.store = store
+
+    def _unreachable(self, e: BaseException) -> RemoteUnavailableError:
+        # botocore's NoCredentialsError / EndpointConnectionError are not OSErrors: catch them all
+        return RemoteUnavailableError(f"cannot read {self.store.uri}: {object_store.describe(e)}")
+
+    def is_dir(self) -> bool:
+        try:
+            return self.store.fs.isdir(self.store.root)
+        except Exception as e:  # noqa: BLE001 - one line for every way a remote refuses
+            raise self._unreachable(e) from e
+
+    def files(self) -> dict[str, dict]:
+        """Every file below the root: relative name -> {size, mtime (if known)}."""
+        root = self.store.root.rstrip("/")
+        try:
+            found = self.store.fs.find(root or "/", detail=True)
+        except FileNotFoundError:
+            return {}
+        except Exception as e:  # noqa: BLE001
+            raise self._unreachable(e) from e
+        return {(path[len(root):].lstrip("/") if path.startswith(root) else path):
+                {"size": info.get("size"), "mtime": _mtime(info)}
+                for path, info in sorted(found.items()) if info.get("type", "file") == "file"}
+
+    def digest(self, name: str) -> dict:
+        """`file_digest` of the remote file, read where it lies (FileNotFoundError when absent)."""
+        try:
+            with self.store.fs.open(self.store._path(name), "rb") as f:
+                return stream_digest(f)
+        except FileNotFoundError:
+            raise
+        except Exception as e:  # noqa: BLE001
+            raise self._unreachable(e) from e
 
     def read_bytes(self, name: str) -> Optional[bytes]:
         try:
@@ -299,3 +338,9 @@ def _copy(src: BinaryIO, out: BinaryIO, f: NamedFile) -> None:
             time.sleep(stall)
             stall = 0.0
 
+
+def _mtime(info: dict) -> Optional[float]:
+    value = info.get("mtime") or info.get("LastModified") or info.get("updated")
+    if hasattr(value, "timestamp"):
+        return value.timestamp()
+    return float(value) if isinstance(value, (int, float)) else None

@@ -16,7 +16,7 @@ from typing import Any, Optional
 
 from ups.errors import StatusFileError
 from ups.eval.goodput_view import goodput_facts
-from ups.eval.location import Location
+from ups.status.rundir import RunDir
 from ups.resume.layout import METADATA_FILE, STAGE_NAMES, STAGE_OUTPUTS, STATE_DIR, STATUS_FILE
 from ups.resume.lock import LOCK_FILE
 from ups.resume.tracker import StageStatus, parse_status
@@ -44,7 +44,7 @@ def seconds_since(text: Optional[str], now: datetime) -> Optional[float]:
 def gather(uri: str | Path, verify: str = "sha256", now: Optional[datetime] = None) -> dict[str, Any]:
     """Every fact the dashboard shows. Raises CheckpointError / StatusFileError / RemoteError."""
     now = now or datetime.now(timezone.utc)
-    loc = Location(uri)
+    loc = RunDir(uri)
     loc.require_dir()
     status = read_status(loc)
     metadata, warnings = read_metadata(loc)
@@ -67,7 +67,7 @@ def gather(uri: str | Path, verify: str = "sha256", now: Optional[datetime] = No
     }
 
 
-def read_status(loc: Location) -> dict[str, Any]:
+def read_status(loc: RunDir) -> dict[str, Any]:
     """The parsed, checked status file; missing or corrupt is a StatusFileError naming the fix."""
     data = loc.read_bytes(STATUS_FILE)
     if data is None:
@@ -77,7 +77,7 @@ def read_status(loc: Location) -> dict[str, Any]:
             + (f"; if stage outputs are there, rebuild it: ups status --rebuild {loc.display}" if loc.is_local else "")
         )
     if loc.is_local:
-        return parse_status(data, str(Path(loc.root) / STATUS_FILE), str(Path(loc.root)))
+        return parse_status(data, str(loc.local_path / STATUS_FILE), str(loc.local_path))
     try:
         return parse_status(data, f"{loc.uri}/{STATUS_FILE}", loc.uri)
     except StatusFileError as e:
@@ -86,7 +86,7 @@ def read_status(loc: Location) -> dict[str, Any]:
                               "`ups status --rebuild DIR`)") from e
 
 
-def read_metadata(loc: Location) -> tuple[dict[str, Any], list[str]]:
+def read_metadata(loc: RunDir) -> tuple[dict[str, Any], list[str]]:
     """metadata.json holds no training progress: a corrupt one is a warning, not an error."""
     try:
         data = loc.read_json(METADATA_FILE)
@@ -99,7 +99,7 @@ def read_metadata(loc: Location) -> tuple[dict[str, Any], list[str]]:
     return data, []
 
 
-def live_trainer(loc: Location) -> Optional[dict[str, Any]]:
+def live_trainer(loc: RunDir) -> Optional[dict[str, Any]]:
     """Who holds the trainer lock, and whether that process is alive (local directories only).
 
     The trainer's `flock` is never taken here (that could make a starting trainer
@@ -109,7 +109,7 @@ def live_trainer(loc: Location) -> Optional[dict[str, Any]]:
     if not loc.is_local:
         return {"remote": True, "alive": None}  # the trainer's machine cannot be seen from a remote copy
     try:
-        holder = json.loads((Path(loc.root) / LOCK_FILE).read_text() or "{}")
+        holder = json.loads((loc.local_path / LOCK_FILE).read_text() or "{}")
     except (OSError, ValueError):
         return None
     if not isinstance(holder, dict) or not holder.get("pid"):
@@ -148,7 +148,7 @@ def stage_state(entry: StageStatus, trainer: Optional[dict[str, Any]]) -> str:
     return "in_progress"
 
 
-def stage_facts(loc: Location, name: str, status: dict[str, Any], files: dict[str, Any],
+def stage_facts(loc: RunDir, name: str, status: dict[str, Any], files: dict[str, Any],
                 trainer: Optional[dict[str, Any]], verify: str, now: datetime) -> dict[str, Any]:
     entry = _entry(status, name)
     saved = entry.resume_state or {}
@@ -163,7 +163,7 @@ def stage_facts(loc: Location, name: str, status: dict[str, Any], files: dict[st
     return facts
 
 
-def check_output(loc: Location, name: str, recorded: Optional[dict[str, Any]], files: dict[str, Any],
+def check_output(loc: RunDir, name: str, recorded: Optional[dict[str, Any]], files: dict[str, Any],
                  verify: str) -> dict[str, Any]:
     """Whether an output file still is what the status recorded: verified / altered / missing / ..."""
     size = files.get(name, {}).get("size") if name in files else None
