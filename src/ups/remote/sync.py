@@ -77,7 +77,6 @@ class RemoteSync:
         self._retry_at = float("-inf")
         self._failures_in_row = self._changes_in_row = 0
         self._thread: Optional[threading.Thread] = None
-        self.published = 0
         self.upload_seconds = 0.0  # time spent publishing, read by the run's goodput record
         self.last_tag: Optional[str] = None
         self.last_error: Optional[str] = None
@@ -229,7 +228,6 @@ class RemoteSync:
         self.last_tag = snap.tag
         if report.skipped:
             return
-        self.published += 1
         self.upload_seconds += float(report.seconds or 0.0)
         self._heartbeat(snap)
         if report.uploaded:  # status-only publishes (progress counters, metrics) are not worth a line

@@ -21,7 +21,6 @@ from ups.resume.layout import METADATA_FILE, STAGE_NAMES, STAGE_OUTPUTS, STATE_D
 from ups.resume.lock import LOCK_FILE
 from ups.resume.tracker import StageStatus, parse_status
 
-VERIFY_MODES = ("sha256", "size", "none")
 PIPELINE_KEYS = ("trained", "trained_at", "last_small_eval", "last_small_eval_at", "last_full_eval",
                  "last_full_eval_at", "config_hash", "config_path", "config_overrides")
 
