@@ -11,6 +11,9 @@ a filesystem error gets its own advice, and the traceback is shown only with
 from __future__ import annotations
 
 import errno
+import os
+import re
+from typing import Optional
 
 EXIT_USAGE = 2
 EXIT_LOCKED = 3
@@ -139,7 +142,7 @@ def error_line(e: BaseException) -> tuple[str, int]:
     """The one line (without `error: `) and exit code for any exception reaching a command's top."""
     if isinstance(e, UpsError):
         cause = _os_cause(e)
-        text = _one_line(e)
+        text = one_line(e, whole=True, limit=400)
         if cause is not None and cause.errno in _FS_ADVICE:
             fs_code, advice = _FS_ADVICE[cause.errno]
             text = f"{text} ({advice})"
@@ -156,8 +159,8 @@ def error_line(e: BaseException) -> tuple[str, int]:
         return f"the Python package '{top}' is not installed; install it with: {how}", EXIT_USAGE
     if isinstance(e, MemoryError) or type(e).__name__ == "OutOfMemoryError" or "can't allocate memory" in str(e):
         return ("out of memory: the model or batch does not fit; lower training.batch_size or the model size "
-                f"(hidden_dim, depth) and rerun ({_one_line(e)})"), EXIT_FAILED
-    return (f"unexpected {type(e).__name__}: {_one_line(e)}; rerun with --debug (or {DEBUG_ENV}=1) for the "
+                f"(hidden_dim, depth) and rerun ({one_line(e, whole=True, limit=400)})"), EXIT_FAILED
+    return (f"unexpected {type(e).__name__}: {one_line(e, whole=True, limit=400)}; rerun with --debug (or {DEBUG_ENV}=1) for the "
             "traceback and report it if the message does not say what to fix"), EXIT_FAILED
 
 
@@ -170,7 +173,39 @@ def _os_cause(e: BaseException) -> "OSError | None":
     return None
 
 
-def _one_line(e: BaseException, limit: int = 400) -> str:
-    lines = [line.strip() for line in str(e).splitlines() if line.strip()]
-    text = " ".join(lines) if lines else type(e).__name__
-    return text if len(text) <= limit else text[: limit - 1] + "…"
+# --- the one way an error becomes text in a message or a log line ---------------------
+
+# Credentials that may reach this process through its environment: never echoed.
+SECRET_ENV = ("WANDB_API_KEY", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "GOOGLE_APPLICATION_CREDENTIALS_JSON",
+              "AZURE_STORAGE_KEY", "VAST_API_KEY")
+
+
+def redact(text: str) -> str:
+    """`text` with every secret from the environment (and URL passwords) masked."""
+    for var in SECRET_ENV:
+        value = os.environ.get(var)
+        if value and len(value) >= 4:
+            text = text.replace(value, "***")
+    return re.sub(r"(://[^/:@\s]+):[^/@\s]+@", r"\1:***@", text)
+
+
+def one_line(e: "BaseException | str", *, whole: bool = False, typed: bool = False,
+             limit: Optional[int] = None) -> str:
+    """An error's message as one line, secrets masked: what every message quoting an error uses.
+
+    The first non-blank line, or with `whole` every line joined (for messages whose point
+    comes later, as wandb-core's "giving up ..." / "while retrying: HTTP 500"); an empty
+    message is the error's type name (an empty string stays empty). `typed` prefixes the
+    type name of an error that is not one of ours (`OSError: ...`); a `UpsError` is already
+    written for the reader. `limit` cuts a long line with "…" (after masking: a cut never
+    leaves half a secret showing).
+    """
+    raw = e if isinstance(e, str) else str(e)
+    lines = [line.strip() for line in raw.splitlines() if line.strip()]
+    text = (" ".join(" ".join(lines).split()) if whole else lines[0]) if lines else ""
+    if not isinstance(e, str):
+        text = text or type(e).__name__
+        if typed and not isinstance(e, UpsError):
+            text = f"{type(e).__name__}: {text}"
+    text = redact(text)
+    return text if limit is None or len(text) <= limit else text[: limit - 1] + "…"

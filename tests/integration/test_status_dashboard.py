@@ -16,8 +16,8 @@ import pytest
 
 from tests.helpers import REPO, checkpoint_dir, train, write_config
 from ups.errors import CheckpointError, StatusFileError
-from ups.eval.dashboard import gather
-from ups.eval.dashboard_text import format_age, render
+from ups.status.dashboard import gather
+from ups.status.text import format_age, render
 from ups.resume.layout import STAGE_NAMES, STAGE_OUTPUTS, STATUS_FILE
 from ups.resume.lock import LOCK_FILE
 from ups.resume.metadata import update_metadata

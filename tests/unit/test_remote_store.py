@@ -17,7 +17,8 @@ from ups.remote.fsspec_store import FsspecStore, stall_seconds
 from ups.remote.snapshot import (
     is_remote_ahead, named_files, progress_key, snapshot_tag, state_relpath, without_unverified,
 )
-from ups.remote.store import PublishReport, RemoteStore, SnapshotChanged, redact
+from ups.errors import redact
+from ups.remote.store import PublishReport, RemoteStore, SnapshotChanged
 from ups.remote.sync import RemoteSync, next_sync_at, take_snapshot
 from ups.resume.layout import STATUS_FILE
 

@@ -45,8 +45,8 @@ def main(argv: Optional[Sequence[str]] = None, prog: str = "show_training_status
     args = build_parser(prog).parse_args(argv)
     if args.rebuild:
         return _rebuild(args)
-    from ups.eval.dashboard import gather
-    from ups.eval.dashboard_text import render
+    from ups.status.dashboard import gather
+    from ups.status.text import render
 
     facts = gather(args.checkpoint_dir, verify=args.verify)
     print(json.dumps(facts, indent=2) if args.json else render(facts), flush=True)
@@ -55,10 +55,10 @@ def main(argv: Optional[Sequence[str]] = None, prog: str = "show_training_status
 
 def _rebuild(args: argparse.Namespace) -> int:
     from ups.errors import CheckpointError
-    from ups.eval.location import Location
+    from ups.status.rundir import RunDir
     from ups.resume.rebuild import rebuild_status
 
-    loc = Location(args.checkpoint_dir)
+    loc = RunDir(args.checkpoint_dir)
     if not loc.is_local:
         raise CheckpointError(f"--rebuild works on a local directory; download {args.checkpoint_dir} first")
     report = rebuild_status(loc.local_path)

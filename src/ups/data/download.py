@@ -9,7 +9,6 @@ always printed, so a user can pin it next time.
 
 from __future__ import annotations
 
-import hashlib
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,8 +19,8 @@ import fsspec
 from ups.config import SPLITS, Config
 from ups.data.burgers import ensure_data
 from ups.data.pdebench import PDEBenchFile
-from ups.errors import DataError
-from ups.resume.atomic import atomic_path
+from ups.errors import DataError, one_line
+from ups.resume.atomic import Digest, atomic_path, file_digest
 
 _CHUNK = 1 << 20
 _LINE_EVERY = 0.1  # without a TTY, print a progress line every 10% (or every 64 chunks)
@@ -80,15 +79,6 @@ class Checksum:
         return f"{self.algo} {self.hexdigest}"
 
 
-def file_hashes(path: Path, algos: Sequence[str]) -> dict[str, str]:
-    hashes = {a: hashlib.new(a) for a in algos}
-    with open(path, "rb") as f:
-        while chunk := f.read(_CHUNK):
-            for h in hashes.values():
-                h.update(chunk)
-    return {a: h.hexdigest() for a, h in hashes.items()}
-
-
 def fetch(url: str, dest: str | Path, checksum: Optional[Checksum] = None, force: bool = False,
           check: Optional[Callable[[Path], None]] = None, log: Log = print) -> Path:
     """Stream `url` (any fsspec URI or plain path) to `dest`, verified and atomically renamed.
@@ -121,15 +111,15 @@ def _keep_existing(dest: Path, checksum: Optional[Checksum], log: Log) -> bool:
     if checksum is None:
         log(f"{dest} exists (no checksum given to verify it); use --force to fetch it again")
         return True
-    if file_hashes(dest, [checksum.algo])[checksum.algo] == checksum.hexdigest:
+    if file_digest(dest, [checksum.algo])[checksum.algo] == checksum.hexdigest:
         log(f"{dest} exists and its {checksum.algo} matches; skipping (use --force to fetch again)")
         return True
     log(f"{dest} exists but its {checksum.algo} does not match; fetching it again")
     return False
 
 
-def _stream(url: str, tmp: Path, algos: Sequence[str], label: str, log: Log) -> dict[str, str]:
-    hashes = {a: hashlib.new(a) for a in algos}
+def _stream(url: str, tmp: Path, algos: Sequence[str], label: str, log: Log) -> dict[str, Any]:
+    digest = Digest(algos)
     # block_size=0 makes HTTP a plain sequential stream (no range requests needed).
     options = {"block_size": 0} if url.startswith(("http://", "https://")) else {}
     progress = _Progress(_size_of(url), label, log)
@@ -137,14 +127,13 @@ def _stream(url: str, tmp: Path, algos: Sequence[str], label: str, log: Log) -> 
         with fsspec.open(url, "rb", **options) as src, open(tmp, "wb") as out:
             while chunk := src.read(_CHUNK):
                 out.write(chunk)
-                for h in hashes.values():
-                    h.update(chunk)
+                digest.update(chunk)
                 progress.update(len(chunk))
     except _fetch_errors() as e:  # evaluated only on failure: aiohttp stays unimported
-        raise DataError(f"cannot fetch {url}: {type(e).__name__}: {_one_line(e)}") from e
+        raise DataError(f"cannot fetch {url}: {one_line(e, whole=True, typed=True)}") from e
     finally:
         progress.close()
-    return {a: h.hexdigest() for a, h in hashes.items()}
+    return digest.record()
 
 
 def _size_of(url: str) -> Optional[int]:
@@ -153,10 +142,6 @@ def _size_of(url: str) -> Optional[int]:
         return fs.size(path)
     except Exception:  # the size only feeds the progress display; unknown is fine
         return None
-
-
-def _one_line(e: BaseException) -> str:
-    return " ".join(str(e).split()) or type(e).__name__
 
 
 class _Progress:

@@ -16,7 +16,7 @@ import torch
 from torch import Tensor, nn
 
 from ups.config import Config
-from ups.errors import CheckpointError
+from ups.errors import CheckpointError, one_line
 from ups.models.build import build_diffusion, build_operator, build_steady_prior, build_student
 from ups.models.diffusion import sample_mean
 from ups.models.latent import LatentCodec
@@ -79,8 +79,7 @@ def _module(build: Callable[[Config], nn.Module], obj: dict[str, Any], cfg: Conf
     try:
         model.load_state_dict(obj["state_dict"])
     except (RuntimeError, KeyError) as e:
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise CheckpointError(f"Architecture mismatch for {path.name}: its weights do not fit ({first})") from e
+        raise CheckpointError(f"Architecture mismatch for {path.name}: its weights do not fit ({one_line(e)})") from e
     return model.to(device).eval().requires_grad_(False)
 
 

@@ -17,12 +17,13 @@ import sys
 import time
 from pathlib import Path
 
-from ups.errors import LaunchError
+from ups.errors import LaunchError, one_line
 from ups.launch.onstart import generate_onstart_script, onstart_field
 from ups.launch.ratelimit import spacing
 from ups.launch.requested import is_stop_requested, record_stop
 from ups.launch.vast import CreateRequest, OfferFilter, OfferTaken, VastApi
 from ups.launch.watch import Action, NoOfferError, WatchPolicy, stamp, watch
+from ups.resume.atomic import atomic_path
 
 _ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,127}")
 
@@ -85,11 +86,9 @@ def onstart_script(args: argparse.Namespace, resume_from_remote: bool) -> str:
 
 def save_script(script: str, path: str) -> None:
     out = Path(path)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(out.name + ".tmp")
-    tmp.write_text(script)
-    tmp.chmod(0o755)
-    os.replace(tmp, out)
+    with atomic_path(out) as tmp:  # fsynced and renamed: a crash leaves the old script or the new one
+        tmp.write_text(script)
+        tmp.chmod(0o755)
     print(f"Generated onstart script: {out}")
 
 
@@ -247,7 +246,7 @@ class RemoteEvidence:
         try:
             return reader(self.remote) if self.remote else None
         except Exception as e:  # a blip of the object store is not evidence either way
-            _log(f"{stamp()} watch: could not read {self.remote} ({type(e).__name__}: {e}); ignored this poll")
+            _log(f"{stamp()} watch: could not read {self.remote} ({one_line(e, typed=True)}); ignored this poll")
             return None
 
     def _readers(self):

@@ -71,9 +71,9 @@ def record(remote: str | None, outcome: str, instance_id: int | None, exit_code:
             write_wandb_outcome(path, OUTCOMES[outcome], instance_id=instance_id, exit_code=exit_code, phase=phase,
                                 action=action)
     except Exception as e:  # stopping the GPU matters more than the record
-        from ups.remote.store import one_line
+        from ups.errors import one_line
 
-        print(f"warning: could not record the outcome in {where}: {one_line(e)}", file=sys.stderr)
+        print(f"warning: could not record the outcome in {where}: {one_line(e, typed=True)}", file=sys.stderr)
         return "outcome NOT recorded"
     return f"outcome recorded in {where}"
 

@@ -12,21 +12,20 @@ over), so `--auto-resume` reruns it and says why. The status is written last.
 from __future__ import annotations
 
 import json
-import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable, Optional
 
-from ups.errors import RemoteError, StatusFileError
-from ups.resume.atomic import TEMP_PREFIX, atomic_path, atomic_write_bytes
+from ups.errors import RemoteError, StatusFileError, one_line
+from ups.resume.atomic import atomic_path, atomic_write_bytes
 from ups.resume.layout import METADATA_FILE, METRICS_FILE, STATE_DIR, STATUS_FILE
-from ups.resume.tracker import read_status_file
+from ups.resume.tracker import parse_status, read_status_file
 from ups.remote.snapshot import (
     NamedFile, encode_status, fall_back_to_previous_state, is_remote_ahead, named_files, previous_state_file,
     without_unverified,
 )
-from ups.remote.store import NoRemoteCheckpoint, RemoteReader, RemoteStore, check_file, one_line
+from ups.remote.store import NoRemoteCheckpoint, RemoteReader, RemoteStore, check_file
 
 RETRIES = 3
 SIDE_FILES = (METADATA_FILE, METRICS_FILE)
@@ -96,13 +95,10 @@ def _remote_status(reader: RemoteReader, dest: Path, source: str) -> dict[str, A
     data = reader.read_bytes(STATUS_FILE)
     if data is None:
         raise NoRemoteCheckpoint(f"{source} holds no checkpoint ({STATUS_FILE} not found)")
-    with tempfile.NamedTemporaryFile(dir=dest, prefix=f"{TEMP_PREFIX}remote-", suffix=".json") as tmp:
-        tmp.write(data)
-        tmp.flush()
-        try:
-            return read_status_file(Path(tmp.name))
-        except StatusFileError as e:
-            raise RemoteError(f"the {STATUS_FILE} at {source} is unusable: {e}") from e
+    try:
+        return parse_status(data, f"{source}: {STATUS_FILE}", str(dest))
+    except StatusFileError as e:
+        raise RemoteError(f"the {STATUS_FILE} at {source} is unusable: {e}") from e
 
 
 def _should_replace(dest: Path, remote: dict[str, Any]) -> bool:
@@ -131,7 +127,7 @@ def _fetch_verified(reader: RemoteReader, f: NamedFile, dest: Path, force: bool,
                 if problem:
                     raise _Unverified(problem)
         except (_Unverified, RemoteError) as e:
-            log(f"  download of {f.name} failed (attempt {attempt}/{retries}): {one_line(e)}")
+            log(f"  download of {f.name} failed (attempt {attempt}/{retries}): {one_line(e, typed=True)}")
             time.sleep(min(0.1 * attempt, 1.0))
             continue
         report.downloaded.append(target)

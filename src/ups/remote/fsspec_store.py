@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import contextlib
 import fnmatch
-import hashlib
 import json
 import os
 import posixpath
@@ -28,13 +27,14 @@ import time
 from pathlib import Path
 from typing import BinaryIO, Iterator, Optional
 
-from ups.errors import RemoteError, RemoteUnavailableError
-from ups.resume.atomic import TEMP_PREFIX, atomic_path, atomic_write_bytes
+from ups.errors import RemoteError, RemoteUnavailableError, StatusFileError, one_line
+from ups.resume.atomic import TEMP_PREFIX, atomic_path, atomic_write_bytes, stream_digest
 from ups.resume.layout import STATE_DIR, STATUS_FILE
+from ups.resume.tracker import parse_status
 from ups.remote import object_store
 from ups.remote.snapshot import NamedFile, Snapshot, encode_status, named_files, resume_states, with_previous_states
 from ups.remote.store import (
-    NoRemoteCheckpoint, PublishReport, RemoteReader, RemoteStore, SnapshotChanged, one_line,
+    NoRemoteCheckpoint, PublishReport, RemoteReader, RemoteStore, SnapshotChanged,
 )
 
 _CHUNK = 1 << 20
@@ -113,13 +113,13 @@ class FsspecStore(RemoteStore):
             for name, data in snap.extras.items():
                 self._put_bytes(name, data)
             report.uploaded += self._confirm(snap, Path(local_dir))
-            status = _loads(snap.status_bytes)
+            status = json.loads(snap.status_bytes)  # the trainer's own, parsed by take_snapshot already
             remote_status = encode_status(with_previous_states(status, self._states_before))
             self._put_bytes(STATUS_FILE, remote_status)  # last: now it may name the files above
         except RemoteError:
             raise
         except Exception as e:
-            raise RemoteError(f"upload to {self.description} failed: {one_line(e)}") from e
+            raise RemoteError(f"upload to {self.description} failed: {one_line(e, typed=True)}") from e
         named = {f.name for f in snap.files}
         self._prune(keep=named | self._named_before)  # the previous status's state stays: it is named too
         self._named_before = named
@@ -139,20 +139,22 @@ class FsspecStore(RemoteStore):
             if self.local:
                 self._remove_stale_temps()
             try:
-                status = _loads(self.fs.cat_file(self._path(STATUS_FILE)))
+                raw = self.fs.cat_file(self._path(STATUS_FILE))
             except FileNotFoundError:
-                status = {}
-            except ValueError:
-                status = {}  # a corrupt status vouches for nothing; this publish replaces it
+                raw = None
             except Exception as e:
                 raise RemoteUnavailableError(f"cannot read {STATUS_FILE} at {self.description}: "
                                              f"{object_store.describe(e)}") from e
-            for f in named_files(status) if isinstance(status, dict) and "stages" in status else []:
+            try:
+                status = parse_status(raw, self._path(STATUS_FILE), self.uri) if raw is not None else {}
+            except StatusFileError:
+                status = {}  # a corrupt status vouches for nothing; this publish replaces it
+            for f in named_files(status) if status else []:
                 if self._remote_size(f.name) == f.size:
                     have[f.name] = f.sha256
             self._have = have
             self._named_before = set(have)
-            if isinstance(status, dict) and "stages" in status:
+            if status:
                 self._states_before = resume_states(status)
         return self._have
 
@@ -202,8 +204,8 @@ class FsspecStore(RemoteStore):
         except FileNotFoundError:
             raise SnapshotChanged(f"{f.name} was removed before it could be uploaded") from None
         with src:
-            sha, size = _hash_open(src)
-            if (sha, size) != (f.sha256, f.size):
+            digest = stream_digest(src)
+            if (digest["sha256"], digest["size"]) != (f.sha256, f.size):
                 raise SnapshotChanged(f"{f.name} changed before it could be uploaded")
             src.seek(0)
             with self._open_target(f.name) as out:
@@ -261,12 +263,51 @@ class FsspecStore(RemoteStore):
         except Exception as e:
             raise RemoteUnavailableError(f"cannot read {self.description}: {object_store.describe(e)}; "
                                          "nothing was trained or published") from e
-        return _FsspecReader(self)
+        return FsspecReader(self)
 
 
-class _FsspecReader(RemoteReader):
+class FsspecReader(RemoteReader):
+    """Reads a copy where it is: what `--resume-from` fetches and what `ups status` looks at.
+
+    Beyond the reader every store has, it lists the files and hashes one where it lies,
+    so the dashboard verifies a remote copy without downloading it first.
+    """
+
     def __init__(self, store: FsspecStore):
         self.store = store
+
+    def _unreachable(self, e: BaseException) -> RemoteUnavailableError:
+        # botocore's NoCredentialsError / EndpointConnectionError are not OSErrors: catch them all
+        return RemoteUnavailableError(f"cannot read {self.store.uri}: {object_store.describe(e)}")
+
+    def is_dir(self) -> bool:
+        try:
+            return self.store.fs.isdir(self.store.root)
+        except Exception as e:  # noqa: BLE001 - one line for every way a remote refuses
+            raise self._unreachable(e) from e
+
+    def files(self) -> dict[str, dict]:
+        """Every file below the root: relative name -> {size, mtime (if known)}."""
+        root = self.store.root.rstrip("/")
+        try:
+            found = self.store.fs.find(root or "/", detail=True)
+        except FileNotFoundError:
+            return {}
+        except Exception as e:  # noqa: BLE001
+            raise self._unreachable(e) from e
+        return {(path[len(root):].lstrip("/") if path.startswith(root) else path):
+                {"size": info.get("size"), "mtime": _mtime(info)}
+                for path, info in sorted(found.items()) if info.get("type", "file") == "file"}
+
+    def digest(self, name: str) -> dict:
+        """`file_digest` of the remote file, read where it lies (FileNotFoundError when absent)."""
+        try:
+            with self.store.fs.open(self.store._path(name), "rb") as f:
+                return stream_digest(f)
+        except FileNotFoundError:
+            raise
+        except Exception as e:  # noqa: BLE001
+            raise self._unreachable(e) from e
 
     def read_bytes(self, name: str) -> Optional[bytes]:
         try:
@@ -274,7 +315,7 @@ class _FsspecReader(RemoteReader):
         except FileNotFoundError:
             return None
         except Exception as e:
-            raise RemoteError(f"cannot read {name} from {self.store.description}: {one_line(e)}") from e
+            raise RemoteError(f"cannot read {name} from {self.store.description}: {one_line(e, typed=True)}") from e
 
     def fetch(self, name: str, dest: Path) -> None:
         try:
@@ -282,15 +323,7 @@ class _FsspecReader(RemoteReader):
         except FileNotFoundError:
             raise RemoteError(f"{self.store.description} does not hold {name}") from None
         except Exception as e:
-            raise RemoteError(f"cannot download {name} from {self.store.description}: {one_line(e)}") from e
-
-
-def _hash_open(src: BinaryIO) -> tuple[str, int]:
-    h, size = hashlib.sha256(), 0
-    while chunk := src.read(_CHUNK):
-        h.update(chunk)
-        size += len(chunk)
-    return h.hexdigest(), size
+            raise RemoteError(f"cannot download {name} from {self.store.description}: {one_line(e, typed=True)}") from e
 
 
 def _copy(src: BinaryIO, out: BinaryIO, f: NamedFile) -> None:
@@ -306,5 +339,8 @@ def _copy(src: BinaryIO, out: BinaryIO, f: NamedFile) -> None:
             stall = 0.0
 
 
-def _loads(data: bytes) -> dict:
-    return json.loads(data)
+def _mtime(info: dict) -> Optional[float]:
+    value = info.get("mtime") or info.get("LastModified") or info.get("updated")
+    if hasattr(value, "timestamp"):
+        return value.timestamp()
+    return float(value) if isinstance(value, (int, float)) else None

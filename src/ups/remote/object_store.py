@@ -55,9 +55,9 @@ def hint(e: BaseException) -> str:
 
 
 def describe(e: BaseException) -> str:
-    from ups.remote.store import one_line
+    from ups.errors import one_line
 
-    return f"{one_line(e)} ({hint(e)})"
+    return f"{one_line(e, typed=True)} ({hint(e)})"
 
 
 def probe(fs: Any, root: str, uri: str, local: bool) -> None:

@@ -8,9 +8,6 @@ consistent copy back, so the interface is those two operations.
 
 from __future__ import annotations
 
-import hashlib
-import os
-import re
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,11 +15,8 @@ from typing import Optional
 
 from ups.errors import RemoteError
 from ups.remote.snapshot import NamedFile, Snapshot
+from ups.resume.atomic import file_digest
 
-# Credentials that may reach this process through its environment: never echoed.
-SECRET_ENV = ("WANDB_API_KEY", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "GOOGLE_APPLICATION_CREDENTIALS_JSON",
-              "AZURE_STORAGE_KEY", "VAST_API_KEY")
-_CHUNK = 1 << 20
 
 
 class SnapshotChanged(RemoteError):
@@ -81,34 +75,12 @@ class RemoteStore(ABC):
         """Release clients; the default holds none."""
 
 
-def redact(text: str) -> str:
-    """`text` with every secret from the environment (and URL passwords) masked."""
-    for var in SECRET_ENV:
-        value = os.environ.get(var)
-        if value and len(value) >= 4:
-            text = text.replace(value, "***")
-    return re.sub(r"(://[^/:@\s]+):[^/@\s]+@", r"\1:***@", text)
-
-
-def one_line(e: BaseException) -> str:
-    text = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-    return redact(f"{type(e).__name__}: {text}" if not isinstance(e, RemoteError) else text)
-
-
-def sha256_file(path: Path) -> tuple[str, int]:
-    h, size = hashlib.sha256(), 0
-    with open(path, "rb") as f:
-        while chunk := f.read(_CHUNK):
-            h.update(chunk)
-            size += len(chunk)
-    return h.hexdigest(), size
-
-
 def check_file(path: Path, expected: NamedFile) -> Optional[str]:
     """Why `path` is not the file `expected` describes, or None when it is."""
     if not path.is_file():
         return "is missing"
-    sha, size = sha256_file(path)
+    digest = file_digest(path)
+    sha, size = digest["sha256"], digest["size"]
     if size != expected.size:
         return f"is truncated or padded ({size} of {expected.size} bytes)"
     if sha != expected.sha256:

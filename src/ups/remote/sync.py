@@ -13,19 +13,19 @@ prints the outcome.
 
 from __future__ import annotations
 
-import json
 import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Optional
 
-from ups.errors import RemoteError
+from ups.errors import RemoteError, one_line
 from ups.resume.layout import METADATA_FILE, METRICS_FILE, STATUS_FILE
+from ups.resume.tracker import parse_status
 from ups.remote.object_store import is_permanent
 from ups.remote.outcome import heartbeat_writer
 from ups.remote.snapshot import Snapshot, named_files, snapshot_tag
-from ups.remote.store import PublishReport, RemoteStore, SnapshotChanged, one_line
+from ups.remote.store import PublishReport, RemoteStore, SnapshotChanged
 
 SIDE_FILES = (METADATA_FILE, METRICS_FILE)
 BACKOFF_SECONDS = (2.0, 5.0, 15.0, 30.0, 60.0)
@@ -44,7 +44,7 @@ def take_snapshot(checkpoint_dir: Path) -> Optional[Snapshot]:
         status_bytes = (checkpoint_dir / STATUS_FILE).read_bytes()
     except FileNotFoundError:
         return None
-    status = json.loads(status_bytes)
+    status = parse_status(status_bytes, str(checkpoint_dir / STATUS_FILE), str(checkpoint_dir))
     extras = {n: (checkpoint_dir / n).read_bytes() for n in SIDE_FILES if (checkpoint_dir / n).is_file()}
     return Snapshot(status_bytes, tuple(named_files(status)), snapshot_tag(status), extras)
 
@@ -77,7 +77,6 @@ class RemoteSync:
         self._retry_at = float("-inf")
         self._failures_in_row = self._changes_in_row = 0
         self._thread: Optional[threading.Thread] = None
-        self.published = 0
         self.upload_seconds = 0.0  # time spent publishing, read by the run's goodput record
         self.last_tag: Optional[str] = None
         self.last_error: Optional[str] = None
@@ -192,10 +191,11 @@ class RemoteSync:
             if self._changes_in_row <= MAX_CHANGED_IN_ROW:
                 self._retry(CHANGED_RETRY_SECONDS)
                 return
-            self._failed(f"the status keeps naming files that are not there ({one_line(e)})")
+            self._failed(f"the status keeps naming files that are not there ({one_line(e, typed=True)})")
             return
         except Exception as e:  # a network error must never stop training
-            self._failed(one_line(e) if isinstance(e, RemoteError) else f"upload failed: {one_line(e)}",
+            why = one_line(e, typed=True)
+            self._failed(why if isinstance(e, RemoteError) else f"upload failed: {why}",
                          permanent=is_permanent(e))
             return
         self._published(snap, report)
@@ -228,7 +228,6 @@ class RemoteSync:
         self.last_tag = snap.tag
         if report.skipped:
             return
-        self.published += 1
         self.upload_seconds += float(report.seconds or 0.0)
         self._heartbeat(snap)
         if report.uploaded:  # status-only publishes (progress counters, metrics) are not worth a line

@@ -64,10 +64,9 @@ def describe(e: BaseException) -> str:
     wandb-core's messages span lines ("giving up after 2 attempt(s)" / "while retrying:
     HTTP 500: ..."); they are joined, not cut at the first line, so the status survives.
     """
-    from ups.remote.store import redact
+    from ups.errors import one_line
 
-    text = " ".join(str(e).split()) or type(e).__name__
-    text = redact(text if len(text) <= 240 else text[:237] + "...")
+    text = one_line(e, whole=True, limit=240)
     status = http_status(e)
     if status:
         return f"HTTP {status}: {text}"
@@ -84,13 +83,14 @@ def unavailable(what: str, e: BaseException) -> RemoteUnavailableError:
 
 def lookup_run(api: Any, path: str) -> Any:
     """The run at `path`; NoRemoteCheckpoint when W&B says it does not exist."""
-    from ups.remote.store import NoRemoteCheckpoint, one_line
+    from ups.errors import one_line
+    from ups.remote.store import NoRemoteCheckpoint
 
     try:
         return api.run(path)
     except Exception as e:  # noqa: BLE001 - classified below, never swallowed
         if is_not_found(e):
-            raise NoRemoteCheckpoint(f"W&B run {path} not found ({one_line(wrapped(e) or e)})") from e
+            raise NoRemoteCheckpoint(f"W&B run {path} not found ({one_line(wrapped(e) or e, typed=True)})") from e
         raise unavailable(f"run {path}", e) from e
 
 

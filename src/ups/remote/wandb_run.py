@@ -179,7 +179,7 @@ def _init_branched(cfg: Config, mode: str, run_id: str, resume: str, branch: Opt
     except RemoteError as e:
         import wandb
 
-        from ups.remote.store import one_line
+        from ups.errors import one_line
 
         wandb.teardown()  # the failed init left its service half set up
         print(branch.refused(run_id, one_line(e.__cause__ or e)), flush=True)
@@ -189,7 +189,7 @@ def _init_branched(cfg: Config, mode: str, run_id: str, resume: str, branch: Opt
 def _init(cfg: Config, mode: str, run_id: str, resume: Optional[str], branch: Optional[dict] = None) -> Any:
     import wandb
 
-    from ups.remote.store import one_line
+    from ups.errors import one_line
 
     w = cfg.logging.wandb
     # run.finish() waits for every upload unless finish_timeout is set (0 = forever,
@@ -204,7 +204,7 @@ def _init(cfg: Config, mode: str, run_id: str, resume: Optional[str], branch: Op
         )
     except Exception as e:
         how = ", ".join(f"{k}={v}" for k, v in branch.items()) if branch else f"resume={resume}"
-        raise RemoteError(f"W&B could not start run {run_id} ({how}): {one_line(e)}") from e
+        raise RemoteError(f"W&B could not start run {run_id} ({how}): {one_line(e, typed=True)}") from e
 
 
 def finish_wandb(run: Any, exit_code: int = 0) -> None:

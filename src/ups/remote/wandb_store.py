@@ -23,12 +23,12 @@ import time
 from pathlib import Path
 from typing import Any, Optional
 
-from ups.errors import RemoteError
+from ups.errors import RemoteError, one_line
 from ups.resume.atomic import TEMP_PREFIX, fsync_dir
 from ups.resume.layout import STATE_DIR, STATUS_FILE
 from ups.remote.snapshot import Snapshot
 from ups.remote.store import (
-    PublishReport, RemoteReader, RemoteStore, SnapshotChanged, check_file, one_line,
+    PublishReport, RemoteReader, RemoteStore, SnapshotChanged, check_file,
 )
 from ups.remote.wandb_lookup import lookup_artifact, lookup_run, unavailable
 from ups.remote.wandb_run import validate_run_id
@@ -107,12 +107,12 @@ class WandbStore(RemoteStore):
             raise
         except Exception as e:
             _remove(staged)
-            raise RemoteError(f"logging {self.description} failed: {one_line(e)}") from e
+            raise RemoteError(f"logging {self.description} failed: {one_line(e, typed=True)}") from e
         if not is_offline(self.run):
             try:
                 art.wait(timeout=WAIT_SECONDS)
             except Exception as e:
-                raise RemoteError(f"uploading {self.description} failed: {one_line(e)}") from e
+                raise RemoteError(f"uploading {self.description} failed: {one_line(e, typed=True)}") from e
         self._last = (snap.status_bytes, dict(snap.extras))
         self._completed_sent = _completed_stages(snap)
         return PublishReport(uploaded=len(snap.files), bytes=sum(f.size for f in snap.files),
@@ -196,7 +196,7 @@ class _WandbReader(RemoteReader):
         try:
             return Path(entry.download(root=str(root), skip_cache=True))
         except Exception as e:
-            raise RemoteError(f"cannot download {name} from {self.description}: {one_line(e)}") from e
+            raise RemoteError(f"cannot download {name} from {self.description}: {one_line(e, typed=True)}") from e
 
 
 def _completed_stages(snap: Snapshot) -> frozenset[str]:

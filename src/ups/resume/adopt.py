@@ -12,7 +12,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Iterable, Optional
 
-from ups.errors import CheckpointError
+from ups.errors import CheckpointError, one_line
 
 
 def unrecorded_output_problems(checkpoint_dir: Path, stage: str, names: Iterable[str],
@@ -29,14 +29,10 @@ def unrecorded_output_problems(checkpoint_dir: Path, stage: str, names: Iterable
         try:
             obj: dict[str, Any] = load_output(path, stage)
         except CheckpointError as e:
-            problems.append(f"{name} does not load ({_first(e)})")
+            problems.append(f"{name} does not load ({one_line(e, limit=120)})")
             continue
         recorded = obj.get("fingerprint")
         if fingerprint is not None and recorded is not None and recorded != fingerprint:
             problems.append(f"{name} was written for a different config or upstream")
     return problems
 
-
-def _first(e: BaseException, limit: int = 120) -> str:
-    text = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-    return text if len(text) <= limit else text[: limit - 1] + "…"

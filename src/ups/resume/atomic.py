@@ -80,19 +80,48 @@ def atomic_write_json(path: str | Path, obj: Any) -> None:
     atomic_write_bytes(path, text.encode("utf-8"))
 
 
-def file_digest(path: str | Path) -> dict[str, Any]:
+class Digest:
+    """The one way the project hashes bytes: sha256 (plus any `algos` asked for) and the size.
+
+    Fed chunk by chunk, so a copy can hash what passes through it (a download) without
+    reading the bytes twice. `record()` is `{"sha256": hex, "size": bytes}` (plus one hex
+    entry per extra algorithm): the shape the status file records for every file.
+    """
+
+    def __init__(self, algos: Iterable[str] = ()):
+        self._hashes = {a: hashlib.new(a) for a in dict.fromkeys(("sha256", *algos))}
+        self.size = 0
+
+    def update(self, chunk: bytes) -> None:
+        for h in self._hashes.values():
+            h.update(chunk)  # releases the GIL: a hashing thread runs beside the writer
+        self.size += len(chunk)
+
+    def record(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"sha256": self._hashes["sha256"].hexdigest(), "size": self.size}
+        out.update((a, h.hexdigest()) for a, h in self._hashes.items() if a != "sha256")
+        return out
+
+
+def file_digest(path: str | Path, algos: Iterable[str] = ()) -> dict[str, Any]:
     """`{"sha256": hex, "size": bytes}` of a file, read in chunks."""
     with open(path, "rb") as f:
-        return stream_digest(f)
+        return stream_digest(f, algos)
 
 
-def stream_digest(f: BinaryIO) -> dict[str, Any]:
-    h = hashlib.sha256()
-    size = 0
+def stream_digest(f: BinaryIO, algos: Iterable[str] = ()) -> dict[str, Any]:
+    """`file_digest` of an open binary file (local or fsspec), from its current position."""
+    digest = Digest(algos)
     while chunk := f.read(_CHUNK):
-        h.update(chunk)  # releases the GIL: a hashing thread runs beside the writer
-        size += len(chunk)
-    return {"sha256": h.hexdigest(), "size": size}
+        digest.update(chunk)
+    return digest.record()
+
+
+def bytes_digest(data: bytes) -> dict[str, Any]:
+    """`file_digest` of bytes already in memory."""
+    digest = Digest()
+    digest.update(data)
+    return digest.record()
 
 
 def digest_in_background(path: Path) -> Future:
@@ -121,14 +150,12 @@ def remove_stale_temps(directory: Path, names: Iterable[str], state_dirs: Iterab
     A live writer of another run never writes here: the directory is locked by this one.
     """
     removed = []
-    top = (_temp_pattern(names), _DOWNLOAD_TEMP)
-    targets = [(Path(directory), top)] + [(Path(d), (_STATE_TEMP,)) for d in state_dirs]
-    for folder, patterns in targets:
+    targets = [(Path(directory), _temp_pattern(names))] + [(Path(d), _STATE_TEMP) for d in state_dirs]
+    for folder, pattern in targets:
         if not folder.is_dir() or folder.is_symlink():
             continue
         for p in folder.iterdir():
-            ours = any(pattern.fullmatch(p.name) for pattern in patterns)
-            if ours and p.is_file() and not p.is_symlink():
+            if pattern.fullmatch(p.name) and p.is_file() and not p.is_symlink():
                 with contextlib.suppress(OSError):
                     p.unlink()
                     removed.append(p)
@@ -137,8 +164,6 @@ def remove_stale_temps(directory: Path, names: Iterable[str], state_dirs: Iterab
 
 # mkstemp's random part: 8 characters of [a-z0-9_] (CPython Lib/tempfile.py, _RandomNameSequence).
 _RANDOM = r"[a-z0-9_]{8}"
-# The remote status a download checks before using it (ups.remote.download).
-_DOWNLOAD_TEMP = re.compile(rf"{re.escape(TEMP_PREFIX)}remote-{_RANDOM}\.json")
 _STATE_TEMP = re.compile(rf"{re.escape(TEMP_PREFIX)}step-\d+\.pt\.{_RANDOM}")
 
 

@@ -15,7 +15,7 @@ from typing import Any
 
 import torch
 
-from ups.errors import CheckpointError
+from ups.errors import CheckpointError, one_line
 from ups.resume.atomic import atomic_path, digest_in_background
 
 OUTPUT_FORMAT = "ups.stage_output/1"
@@ -50,8 +50,7 @@ def load_torch(path: str | Path, map_location: Any = "cpu") -> Any:
             "it was not executed"
         ) from e
     except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError) as e:
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise CheckpointError(f"cannot read {path}: truncated or corrupt ({first})") from e
+        raise CheckpointError(f"cannot read {path}: truncated or corrupt ({one_line(e)})") from e
 
 
 def load_output(path: str | Path, stage: str | None = None, map_location: Any = "cpu") -> dict[str, Any]:

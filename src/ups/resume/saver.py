@@ -15,7 +15,6 @@ update) is a fully committed file too, so it is used.
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import io
 import threading
 from pathlib import Path
@@ -23,7 +22,8 @@ from typing import Any, Callable, Optional
 
 import torch
 
-from ups.errors import CheckpointError
+from ups.errors import CheckpointError, one_line
+from ups.resume.atomic import bytes_digest
 from ups.resume.files import STATE_FORMAT, load_torch, save_torch
 from ups.resume.layout import parse_state_step, state_file_name
 from ups.resume.policy import states_to_prune
@@ -165,7 +165,7 @@ def load_verified_state(path: Path, expected: Optional[dict[str, Any]]) -> dict[
     """Load a state file; when `expected` holds a recorded sha256, check the bytes first."""
     if expected and expected.get("sha256"):
         data = path.read_bytes()
-        if hashlib.sha256(data).hexdigest() != expected["sha256"]:
+        if bytes_digest(data)["sha256"] != expected["sha256"]:
             raise CheckpointError(f"{path} does not match its recorded sha256 (altered or corrupt)")
         try:
             return torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
@@ -210,7 +210,7 @@ def find_resume_state(
 
 
 def _set_aside(path: Path, reason: str, log: Callable[[str], None]) -> None:
-    reason = reason.strip().splitlines()[0] if reason.strip() else "unreadable"
+    reason = one_line(reason) or "unreadable"
     try:
         path.rename(path.with_name(path.name + SET_ASIDE_SUFFIX))
         log(f"  set aside {path.name} (as {path.name}{SET_ASIDE_SUFFIX}): {reason}; trying an older state")

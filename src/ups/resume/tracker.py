@@ -299,11 +299,23 @@ class StageTracker:
 
 
 def read_status_file(path: Path) -> dict:
-    """Parse and check `stage_status.json`; a corrupt file is a StatusFileError with the fix."""
-    hint = REBUILD_HINT.format(dir=path.parent)
+    """Parse and check `stage_status.json` on this disk (`parse_status` of its bytes)."""
+    path = Path(path)
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError) as e:
+        data = path.read_bytes()
+    except OSError as e:
+        raise StatusFileError(f"cannot read {path}: {e}; {REBUILD_HINT.format(dir=path.parent)}") from e
+    return parse_status(data, str(path), str(path.parent))
+
+
+def parse_status(raw: bytes, path: str, directory: str) -> dict:
+    """The one parser of `stage_status.json`: its bytes from wherever they came (this disk, a
+    remote copy), checked; a corrupt file is a StatusFileError naming `path` and the fix for
+    the checkpoint `directory` it belongs to."""
+    hint = REBUILD_HINT.format(dir=directory)
+    try:
+        data = json.loads(raw.decode("utf-8"))
+    except UnicodeDecodeError as e:
         raise StatusFileError(f"cannot read {path}: {e}; {hint}") from e
     except json.JSONDecodeError as e:
         raise StatusFileError(f"{path} is corrupt (not valid JSON: {e.msg} at line {e.lineno}); {hint}") from e

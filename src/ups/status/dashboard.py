@@ -10,19 +10,17 @@ from __future__ import annotations
 import json
 import os
 import socket
-import tempfile
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Optional
 
 from ups.errors import StatusFileError
 from ups.eval.goodput_view import goodput_facts
-from ups.eval.location import Location
+from ups.status.rundir import RunDir
 from ups.resume.layout import METADATA_FILE, STAGE_NAMES, STAGE_OUTPUTS, STATE_DIR, STATUS_FILE
 from ups.resume.lock import LOCK_FILE
-from ups.resume.tracker import StageStatus, read_status_file
+from ups.resume.tracker import StageStatus, parse_status
 
-VERIFY_MODES = ("sha256", "size", "none")
 PIPELINE_KEYS = ("trained", "trained_at", "last_small_eval", "last_small_eval_at", "last_full_eval",
                  "last_full_eval_at", "config_hash", "config_path", "config_overrides")
 
@@ -45,7 +43,7 @@ def seconds_since(text: Optional[str], now: datetime) -> Optional[float]:
 def gather(uri: str | Path, verify: str = "sha256", now: Optional[datetime] = None) -> dict[str, Any]:
     """Every fact the dashboard shows. Raises CheckpointError / StatusFileError / RemoteError."""
     now = now or datetime.now(timezone.utc)
-    loc = Location(uri)
+    loc = RunDir(uri)
     loc.require_dir()
     status = read_status(loc)
     metadata, warnings = read_metadata(loc)
@@ -68,30 +66,26 @@ def gather(uri: str | Path, verify: str = "sha256", now: Optional[datetime] = No
     }
 
 
-def read_status(loc: Location) -> dict[str, Any]:
+def read_status(loc: RunDir) -> dict[str, Any]:
     """The parsed, checked status file; missing or corrupt is a StatusFileError naming the fix."""
-    text = loc.read_text(STATUS_FILE)
-    if text is None:
+    data = loc.read_bytes(STATUS_FILE)
+    if data is None:
         raise StatusFileError(
             f"no {STATUS_FILE} in {loc.display}: training has not started there, or this is not a ups "
             f"checkpoint directory. Start with: python scripts/train.py --config <config> --stage all"
             + (f"; if stage outputs are there, rebuild it: ups status --rebuild {loc.display}" if loc.is_local else "")
         )
     if loc.is_local:
-        return read_status_file(Path(loc.root) / STATUS_FILE)
-    with tempfile.TemporaryDirectory() as tmp:  # one validator for local and remote files
-        copy = Path(tmp) / STATUS_FILE
-        copy.write_text(text, encoding="utf-8")
-        try:
-            return read_status_file(copy)
-        except StatusFileError as e:
-            msg = str(e).replace(str(copy), f"{loc.uri}/{STATUS_FILE}").replace(tmp, loc.uri)
-            # --resume-from fetches only what the status names, so it cannot repair a corrupt one
-            raise StatusFileError(msg + f" (copy the whole prefix first, e.g. `aws s3 sync {loc.uri} DIR`, then "
-                                  "`ups status --rebuild DIR`)") from e
+        return parse_status(data, str(loc.local_path / STATUS_FILE), str(loc.local_path))
+    try:
+        return parse_status(data, f"{loc.uri}/{STATUS_FILE}", loc.uri)
+    except StatusFileError as e:
+        # --resume-from fetches only what the status names, so it cannot repair a corrupt one
+        raise StatusFileError(f"{e} (copy the whole prefix first, e.g. `aws s3 sync {loc.uri} DIR`, then "
+                              "`ups status --rebuild DIR`)") from e
 
 
-def read_metadata(loc: Location) -> tuple[dict[str, Any], list[str]]:
+def read_metadata(loc: RunDir) -> tuple[dict[str, Any], list[str]]:
     """metadata.json holds no training progress: a corrupt one is a warning, not an error."""
     try:
         data = loc.read_json(METADATA_FILE)
@@ -104,7 +98,7 @@ def read_metadata(loc: Location) -> tuple[dict[str, Any], list[str]]:
     return data, []
 
 
-def live_trainer(loc: Location) -> Optional[dict[str, Any]]:
+def live_trainer(loc: RunDir) -> Optional[dict[str, Any]]:
     """Who holds the trainer lock, and whether that process is alive (local directories only).
 
     The trainer's `flock` is never taken here (that could make a starting trainer
@@ -114,7 +108,7 @@ def live_trainer(loc: Location) -> Optional[dict[str, Any]]:
     if not loc.is_local:
         return {"remote": True, "alive": None}  # the trainer's machine cannot be seen from a remote copy
     try:
-        holder = json.loads((Path(loc.root) / LOCK_FILE).read_text() or "{}")
+        holder = json.loads((loc.local_path / LOCK_FILE).read_text() or "{}")
     except (OSError, ValueError):
         return None
     if not isinstance(holder, dict) or not holder.get("pid"):
@@ -153,7 +147,7 @@ def stage_state(entry: StageStatus, trainer: Optional[dict[str, Any]]) -> str:
     return "in_progress"
 
 
-def stage_facts(loc: Location, name: str, status: dict[str, Any], files: dict[str, Any],
+def stage_facts(loc: RunDir, name: str, status: dict[str, Any], files: dict[str, Any],
                 trainer: Optional[dict[str, Any]], verify: str, now: datetime) -> dict[str, Any]:
     entry = _entry(status, name)
     saved = entry.resume_state or {}
@@ -168,7 +162,7 @@ def stage_facts(loc: Location, name: str, status: dict[str, Any], files: dict[st
     return facts
 
 
-def check_output(loc: Location, name: str, recorded: Optional[dict[str, Any]], files: dict[str, Any],
+def check_output(loc: RunDir, name: str, recorded: Optional[dict[str, Any]], files: dict[str, Any],
                  verify: str) -> dict[str, Any]:
     """Whether an output file still is what the status recorded: verified / altered / missing / ..."""
     size = files.get(name, {}).get("size") if name in files else None

@@ -13,7 +13,7 @@ import shlex
 
 from typing import Any, Optional
 
-from ups.eval.dashboard import parse_time
+from ups.status.dashboard import parse_time
 from ups.eval.goodput_view import render_lines as goodput_lines
 from ups.resume.layout import STAGE_NAMES
 
