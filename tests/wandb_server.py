@@ -47,7 +47,7 @@ import json
 import re
 import threading
 from dataclasses import dataclass, field
-from typing import Any, Iterator, Optional
+from typing import Iterator, Optional
 
 VIEWER = {"id": "VXNlcjox", "entity": "ups-test-entity", "username": "ups-test", "email": None,
           "flags": "{}", "teams": {"edges": []}}

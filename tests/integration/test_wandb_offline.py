@@ -5,7 +5,6 @@ grace, and an online W&B that cannot be reached is an error at once or, with
 
 from __future__ import annotations
 
-import pytest
 import wandb
 
 from tests.helpers import checkpoint_dir, train, write_config

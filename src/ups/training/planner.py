@@ -7,8 +7,7 @@ mechanism that feeds it: the status file, the digests of the files present
 
 from __future__ import annotations
 
-from pathlib import Path
-from typing import Any, Iterable, Optional
+from typing import Any, Iterable
 
 from ups.config import Config
 from ups.resume.adopt import unrecorded_output_problems
