@@ -109,7 +109,7 @@ def training_done(cfg: Config) -> tuple[bool, str]:
     from ups.resume.tracker import StageTracker
     from ups.resume.verify import OutputCatalog
     from ups.training.planner import make_plan
-    from ups.training.stages import STAGES
+    from ups.stages import STAGES
 
     statuses = StageTracker(cfg.checkpoint_dir, verbose=False).get_all_statuses()
     plan = make_plan(cfg, list(STAGES), statuses, OutputCatalog(cfg.checkpoint_dir), auto_resume=True)

@@ -23,14 +23,14 @@ from typing import Any, Callable, ContextManager, Optional
 
 import torch
 
-from ups.config import Config, config_hash
+from ups import stages
+from ups.config import Config, config_hash, stage_identity
 from ups.errors import MissingUpstreamError
 from ups.models.build import architecture
 from ups.resume.atomic import file_digest, remove_stale_temps
 from ups.resume.faults import crash_point
 from ups.resume.files import OUTPUT_FORMAT, save_torch
-from ups.resume.layout import (ALL_OUTPUT_FILES, METADATA_FILE, METRICS_FILE, OUTPUT_ROLES, STATE_DIR,
-                               STATUS_FILE, state_file_name)
+from ups.resume.layout import METADATA_FILE, METRICS_FILE, STATE_DIR, STATUS_FILE, state_file_name
 from ups.resume.lock import CheckpointDirLock
 from ups.resume.metadata import update_metadata
 from ups.resume.plan import CONTINUE, DISABLED, RUN, SKIP, Decision, decide
@@ -42,13 +42,13 @@ from ups.resume.signals import StopRequest, TrainingInterrupted
 from ups.resume.tracker import StageTracker, utc_now
 from ups.resume.verify import OutputCatalog
 from ups.training.accounting import NullMeter, RunAccounting, TimedSaver
-from ups.training.context import STAGE_MODEL, PipelineContext, runtime_device
+from ups.training.context import PipelineContext, runtime_device
 from ups.training.distributed import Solo, join, restart_count, world_change_notice
 from ups.training.loop import StageRun, StageTask, Trainer, steps_per_epoch
 from ups.training.metrics import MetricsLogger, SilentLog
 from ups.training.planner import format_plan, make_plan, stage_facts, upstream_fingerprint
+from ups.stages import StageSpec
 from ups.training.trial import restore_problem
-from ups.training.stages import BY_NAME, STAGES, StageDef, stage_config
 
 RULE = "=" * 50
 
@@ -91,7 +91,7 @@ class _Pipeline:
 def run_pipeline(cfg: Config, opts: RunOptions) -> dict[str, str]:
     """Train the selected stages; returns {stage: action taken}. Raises UpsError subclasses."""
     ckpt = cfg.checkpoint_dir
-    selected = list(STAGES) if opts.stage == "all" else [BY_NAME[opts.stage]]
+    selected = list(stages.STAGES) if opts.stage == "all" else [stages.get(opts.stage)]
     device = runtime_device(cfg, opts.device)
     with join(device) as group, group.quiet(), contextlib.ExitStack() as session:
         stop = session.enter_context(StopRequest(escalate=not group.distributed))
@@ -126,14 +126,14 @@ def _take_checkpoint_dir(cfg: Config, opts: RunOptions, session: contextlib.Exit
         print(f"Took over a stale lock left by {lock.previous_holder}", flush=True)
     if opts.on_locked is not None:
         session.enter_context(opts.on_locked())
-    written = (STATUS_FILE, METADATA_FILE, METRICS_FILE, *ALL_OUTPUT_FILES)
-    state_dirs = [cfg.checkpoint_dir / STATE_DIR / s.name for s in STAGES]
+    written = (STATUS_FILE, METADATA_FILE, METRICS_FILE, *(f for s in stages.STAGES for f in s.files))
+    state_dirs = [cfg.checkpoint_dir / STATE_DIR / s.name for s in stages.STAGES]
     for leftover in remove_stale_temps(cfg.checkpoint_dir, written, state_dirs):
         print(f"Removed an unfinished write left by a killed run: {leftover.name}", flush=True)
     return StageTracker(cfg.checkpoint_dir)
 
 
-def _run_stages(p: _Pipeline, selected: list[StageDef]) -> dict[str, str]:
+def _run_stages(p: _Pipeline, selected: list[StageSpec]) -> dict[str, str]:
     cfg, group = p.cfg, p.group
     writes = group.is_main  # rank 0 alone writes metrics.jsonl and logs to W&B
     p.log = MetricsLogger(cfg.checkpoint_dir, cfg.logging.progress, p.opts.wandb_run) if writes else SilentLog()
@@ -156,7 +156,7 @@ def _run_stages(p: _Pipeline, selected: list[StageDef]) -> dict[str, str]:
 
 
 def _print_plan(cfg: Config, opts: RunOptions, tracker: StageTracker, catalog: OutputCatalog, group: Solo,
-                selected: list[StageDef], acct: Optional[RunAccounting] = None) -> list[Decision]:
+                selected: list[StageSpec], acct: Optional[RunAccounting] = None) -> list[Decision]:
     """Rank 0: decide every selected stage up front and print the plan (each stage is decided again
     when its turn comes, once its upstream stages have their final digests)."""
     plan = make_plan(cfg, selected, tracker.get_all_statuses(), catalog, opts.auto_resume)
@@ -188,45 +188,45 @@ def _print_auto_resume(cfg: Config, plan: list[Decision]) -> None:
     print(RULE + "\n", flush=True)
 
 
-def _announce(p: _Pipeline, stage: StageDef) -> Decision:
+def _announce(p: _Pipeline, stage: StageSpec) -> Decision:
     """Rank 0: decide the stage, say so, and check that a stage about to train has its inputs."""
     facts = stage_facts(p.cfg, stage, p.tracker.get_stage_status(stage.name), p.catalog, ())
     decision = decide(facts, p.opts.auto_resume)
     if decision.action in (SKIP, DISABLED):
-        banner(f"STAGE {stage.index}/4: Skipping {stage.title} (epochs<=0)")
+        banner(f"STAGE {stage.index}/{stages.count()}: Skipping {stage.title} (epochs<=0)")
         if decision.action == SKIP:
             print(f"  {stage.name}: {decision.reason}")
             if decision.record_digests:
                 _record_checked_outputs(p, stage)
             _saver(p, stage).clear()  # states a kill left after completion
         return decision
-    banner(f"STAGE {stage.index}/4: {stage.train_banner}")
+    banner(f"STAGE {stage.index}/{stages.count()}: {stage.train_banner}")
     print(f"  {stage.name}: {decision.reason}", flush=True)
     _require_upstream(p.cfg, stage, p.tracker, p.catalog)
     return decision
 
 
-def _record_checked_outputs(p: _Pipeline, stage: StageDef) -> None:
+def _record_checked_outputs(p: _Pipeline, stage: StageSpec) -> None:
     """Digests of outputs that were just loaded and checked: the next resume verifies them."""
-    outputs = {name: p.catalog.digest(name) for name in stage.outputs}
-    config = stage_config(p.cfg, stage)
+    outputs = {name: p.catalog.digest(name) for name in stage.files}
+    config = stage_identity(p.cfg, stage)
     p.tracker.mark_stage_completed(stage.name, stage.checkpoint, outputs=outputs,
                                    fingerprint=upstream_fingerprint(config, stage, p.catalog), config=config)
 
 
-def _run_one(p: _Pipeline, stage: StageDef, decision: Decision) -> str:
+def _run_one(p: _Pipeline, stage: StageSpec, decision: Decision) -> str:
     if decision.action in (SKIP, DISABLED):
         return "skipped"
     _train(p, stage, decision)
     return "retrained" if decision.action != CONTINUE else "continued"
 
 
-def _require_upstream(cfg: Config, stage: StageDef, tracker: StageTracker, catalog: OutputCatalog) -> None:
+def _require_upstream(cfg: Config, stage: StageSpec, tracker: StageTracker, catalog: OutputCatalog) -> None:
     """Never train on a random upstream: each needed file must exist and verify."""
-    for up in stage.depends_on:
-        upstream = BY_NAME[up]
+    for up in stage.upstream:
+        upstream = stages.get(up)
         entry = tracker.get_stage_status(up)
-        missing = [f for f in upstream.outputs if catalog.digest(f) is None]
+        missing = [f for f in upstream.files if catalog.digest(f) is None]
         problems = catalog.problems(entry.outputs) if entry.outputs else []
         if missing or problems:
             what = "; ".join(problems) or f"{', '.join(missing)} missing"
@@ -246,10 +246,10 @@ class _Opened:
     resume: Optional[dict[str, Any]]
 
 
-def _train(p: _Pipeline, stage: StageDef, decision: Decision) -> None:
+def _train(p: _Pipeline, stage: StageSpec, decision: Decision) -> None:
     cfg, group = p.cfg, p.group
     seed_everything(cfg.training.seed + stage.index)
-    task = stage.builder()(p.ctx)
+    task = stage.builder()(p.ctx, p.ctx.source(stage.data, "train"), p.ctx.source(stage.data, "val"))
     group.seed_rank(cfg.training.seed + stage.index)
     settings = cfg.stage(stage.name)
     group.check_batch(stage.name, settings.batch_size, task.train.n_items)  # before anything is recorded
@@ -284,10 +284,10 @@ def _policy(cfg: Config, acct: Optional[RunAccounting]) -> SavePolicy:
     return AdaptiveSavePolicy(cfg.checkpoint.every_steps, None, interval=interval)
 
 
-def _open_stage(p: _Pipeline, stage: StageDef, decision: Decision, task: StageTask, saver: StateSaver) -> _Opened:
+def _open_stage(p: _Pipeline, stage: StageSpec, decision: Decision, task: StageTask, saver: StateSaver) -> _Opened:
     """Rank 0: find the state to continue from (or start over), and record the stage as running."""
     cfg, tracker = p.cfg, p.tracker
-    config = stage_config(cfg, stage)
+    config = stage_identity(cfg, stage)
     fp = upstream_fingerprint(config, stage, p.catalog)
     settings = cfg.stage(stage.name)
     resume = None
@@ -318,7 +318,7 @@ def _open_stage(p: _Pipeline, stage: StageDef, decision: Decision, task: StageTa
     return _Opened(fp, config, resume)
 
 
-def _record_fallback(tracker: StageTracker, stage: StageDef, saver: StateSaver, resume: dict[str, Any]) -> None:
+def _record_fallback(tracker: StageTracker, stage: StageSpec, saver: StateSaver, resume: dict[str, Any]) -> None:
     """The status names the state actually continued from (a newer one was set aside, or never recorded)."""
     path = saver.state_dir / state_file_name(resume["step"])
     record = {"file": f"{saver.state_dir.name}/{path.name}", "step": resume["step"], "epoch": resume["epoch"],
@@ -327,11 +327,11 @@ def _record_fallback(tracker: StageTracker, stage: StageDef, saver: StateSaver, 
     print(f"  continuing from the state at step {resume['step']} (the status now names it)", flush=True)
 
 
-def _complete(p: _Pipeline, stage: StageDef, trainer: Trainer, task: StageTask, opened: _Opened) -> None:
+def _complete(p: _Pipeline, stage: StageSpec, trainer: Trainer, task: StageTask, opened: _Opened) -> None:
     """Rank 0: outputs durable, then the stage recorded completed, then its states removed."""
     started = time.perf_counter()
     outputs = _write_outputs(p.cfg, p.ctx, stage, trainer, task.extra, opened.fingerprint, opened.config)
-    p.catalog.forget(stage.outputs)
+    p.catalog.forget(stage.files)
     crash_point(f"after-outputs:{stage.name}")
     p.tracker.mark_stage_completed(stage.name, stage.checkpoint, outputs=outputs, fingerprint=opened.fingerprint,
                                    config=opened.config)
@@ -342,7 +342,7 @@ def _complete(p: _Pipeline, stage: StageDef, trainer: Trainer, task: StageTask, 
         hook.on_stage_completed(stage.name)
 
 
-def _fit(trainer: Trainer, p: _Pipeline, stage: StageDef) -> Trainer:
+def _fit(trainer: Trainer, p: _Pipeline, stage: StageSpec) -> Trainer:
     tracker = p.tracker
     try:
         trainer.run_to_end()
@@ -368,7 +368,7 @@ def _fit(trainer: Trainer, p: _Pipeline, stage: StageDef) -> Trainer:
     return trainer
 
 
-def _warner(p: _Pipeline, stage: StageDef) -> Callable[[str], None]:
+def _warner(p: _Pipeline, stage: StageSpec) -> Callable[[str], None]:
     """A warning goes to the log and (rank 0) into the stage's status, where `ups status` shows it."""
     def warn(message: str) -> None:
         print(f"⚠️  {message}", flush=True)
@@ -378,7 +378,7 @@ def _warner(p: _Pipeline, stage: StageDef) -> Callable[[str], None]:
     return warn
 
 
-def _saver(p: _Pipeline, stage: StageDef) -> StateSaver:
+def _saver(p: _Pipeline, stage: StageSpec) -> StateSaver:
     def committed(record: dict[str, Any]) -> None:
         p.tracker.record_progress(stage.name, step=record["step"], epoch=record["epoch"], resume_state=record)
         for hook in p.opts.hooks:
@@ -387,37 +387,32 @@ def _saver(p: _Pipeline, stage: StageDef) -> StateSaver:
     return StateSaver(p.cfg.checkpoint_dir / STATE_DIR / stage.name, committed, keep=p.cfg.checkpoint.keep)
 
 
-def _write_outputs(cfg, ctx, stage: StageDef, trainer: Trainer, extra, fp: str, config) -> dict[str, Any]:
+def _write_outputs(cfg, ctx, stage: StageSpec, trainer: Trainer, extra, fp: str, config) -> dict[str, Any]:
     """Write the stage's files (atomically, no timestamps: same weights, same bytes)."""
-    arch = architecture(cfg)[STAGE_MODEL[stage.name]]
+    arch = architecture(cfg)[stage.model]
     weights = {"model": trainer.model.state_dict(), "ema": trainer.ema.module.state_dict()}
     outputs = {}
-    for name in stage.outputs:
-        role = OUTPUT_ROLES[name]
-        outputs[name] = save_torch({
-            "format": OUTPUT_FORMAT, "stage": stage.name, "role": role, "state_dict": weights[role],
+    for out in stage.outputs:
+        outputs[out.file] = save_torch({
+            "format": OUTPUT_FORMAT, "stage": stage.name, "role": out.role, "state_dict": weights[out.role],
             "architecture": arch, "latent": ctx.codec.describe(), "fingerprint": fp, "config": config,
             "step": trainer.pos.step, "extra": dict(extra),
-        }, cfg.checkpoint_dir / name)
+        }, cfg.checkpoint_dir / out.file)
     return outputs
 
 
-def _global_offset(cfg: Config, ctx: PipelineContext, stage: StageDef) -> int:
+def _global_offset(cfg: Config, ctx: PipelineContext, stage: StageSpec) -> int:
     """Steps of the stages before this one: a W&B step that survives any resume."""
     total = 0
-    for earlier in STAGES[: stage.index - 1]:
+    for earlier in stages.STAGES[: stage.index - 1]:
         s = cfg.stage(earlier.name)
-        n = ctx.pairs("train").n_items if earlier.name != "steady_prior" else ctx.long_time_states("train").n_items
-        if earlier.name == "operator" and cfg.operator.train_rollout_steps > 1:
-            # Its items are rollout sequences: fewer start times than pairs (see LatentSource).
-            n -= len(ctx.train) * (cfg.operator.train_rollout_steps - 1) * cfg.data.time_stride
-        total += s.epochs * steps_per_epoch(n, s.batch_size)
+        total += s.epochs * steps_per_epoch(ctx.n_items(earlier.data, "train"), s.batch_size)
     return total
 
 
 def _finish(cfg: Config, tracker: StageTracker, opts: RunOptions) -> None:
     statuses = tracker.get_all_statuses()
-    enabled = [s.name for s in STAGES if cfg.stage(s.name).epochs > 0]
+    enabled = [s.name for s in stages.STAGES if cfg.stage(s.name).epochs > 0]
     done = all(statuses[s].status == "completed" for s in enabled)
     if done:
         update_metadata(cfg.checkpoint_dir, trained=True, trained_at=utc_now())
