@@ -25,29 +25,29 @@ import torch
 
 from ups import stages
 from ups.config import Config, config_hash, stage_identity
+from ups.stages import StageSpec
 from ups.errors import MissingUpstreamError
 from ups.models.build import architecture
-from ups.resume.atomic import file_digest, remove_stale_temps
-from ups.resume.faults import crash_point
+from ups.resume.atomic import remove_stale_temps
 from ups.resume.files import OUTPUT_FORMAT, save_torch
-from ups.resume.layout import METADATA_FILE, METRICS_FILE, STATE_DIR, STATUS_FILE, state_file_name
+from ups.resume.layout import METADATA_FILE, METRICS_FILE, STATE_DIR, STATUS_FILE
 from ups.resume.lock import CheckpointDirLock
 from ups.resume.metadata import update_metadata
 from ups.resume.plan import CONTINUE, DISABLED, RUN, SKIP, Decision, decide
 from ups.resume.interval import AdaptiveSavePolicy
 from ups.resume.policy import SavePolicy
 from ups.resume.rng import seed_everything
-from ups.resume.saver import NullSaver, StateSaver, find_resume_state
+from ups.resume.saver import StateSaver
 from ups.resume.signals import StopRequest, TrainingInterrupted
 from ups.resume.tracker import StageTracker, utc_now
 from ups.resume.verify import OutputCatalog
-from ups.training.accounting import NullMeter, RunAccounting, TimedSaver
+from ups.training.accounting import NullMeter, RunAccounting
+from ups.training.checkpointer import Checkpointer, Opened
 from ups.training.context import PipelineContext, runtime_device
-from ups.training.distributed import Solo, join, restart_count, world_change_notice
+from ups.training.distributed import Solo, join, restart_count
 from ups.training.loop import StageRun, StageTask, Trainer, steps_per_epoch
 from ups.training.metrics import MetricsLogger, SilentLog
 from ups.training.planner import format_plan, make_plan, stage_facts, upstream_fingerprint
-from ups.stages import StageSpec
 from ups.training.trial import restore_problem
 
 RULE = "=" * 50
@@ -198,7 +198,7 @@ def _announce(p: _Pipeline, stage: StageSpec) -> Decision:
             print(f"  {stage.name}: {decision.reason}")
             if decision.record_digests:
                 _record_checked_outputs(p, stage)
-            _saver(p, stage).clear()  # states a kill left after completion
+            StateSaver(p.cfg.checkpoint_dir / STATE_DIR / stage.name, None).clear()  # states a kill left
         return decision
     banner(f"STAGE {stage.index}/{stages.count()}: {stage.train_banner}")
     print(f"  {stage.name}: {decision.reason}", flush=True)
@@ -237,15 +237,6 @@ def _require_upstream(cfg: Config, stage: StageSpec, tracker: StageTracker, cata
             )
 
 
-@dataclass
-class _Opened:
-    """What rank 0 sends every rank when a stage starts training."""
-
-    fingerprint: str
-    config: dict[str, Any]
-    resume: Optional[dict[str, Any]]
-
-
 def _train(p: _Pipeline, stage: StageSpec, decision: Decision) -> None:
     cfg, group = p.cfg, p.group
     seed_everything(cfg.training.seed + stage.index)
@@ -253,10 +244,16 @@ def _train(p: _Pipeline, stage: StageSpec, decision: Decision) -> None:
     group.seed_rank(cfg.training.seed + stage.index)
     settings = cfg.stage(stage.name)
     group.check_batch(stage.name, settings.batch_size, task.train.n_items)  # before anything is recorded
-    saver = _saver(p, stage) if group.is_main else NullSaver()
-    opened = group.from_main(lambda: _open_stage(p, stage, decision, task, saver))
+    ckpt = Checkpointer.for_stage(stage, cfg, group, _policy(cfg, p.acct), p.tracker, tuple(p.opts.hooks))
+    total_steps = settings.epochs * steps_per_epoch(task.train.n_items, settings.batch_size)
+
+    def check(state: dict[str, Any]) -> Optional[str]:
+        return restore_problem(task, stage.name, stage.index, settings, state, p.ctx.device)
+
+    resume_from = decision.from_step if decision.action == CONTINUE else None
+    opened = group.from_main(lambda: ckpt.load(p.catalog, p.log, total_steps, resume_from, check))
     start = opened.resume["step"] if opened.resume else 0
-    meter = p.acct.stage(stage.name, start) if p.acct is not None else NullMeter()
+    ckpt.begin(start, p.acct.stage(stage.name, start) if p.acct is not None else NullMeter())
     warn = _warner(p, stage)
     if settings.batch_size > task.train.n_items:
         warn(f"stage '{stage.name}': batch_size {settings.batch_size} is larger than its {task.train.n_items} "
@@ -264,14 +261,12 @@ def _train(p: _Pipeline, stage: StageSpec, decision: Decision) -> None:
              f"<= {task.train.n_items} to silence this")
     run = StageRun(
         name=stage.name, index=stage.index, settings=settings, fingerprint=opened.fingerprint,
-        seed=cfg.training.seed, device=p.ctx.device, saver=TimedSaver(saver, meter),
-        policy=_policy(cfg, p.acct), stop=p.stop, log=p.log,
+        seed=cfg.training.seed, device=p.ctx.device, checkpointer=ckpt, stop=p.stop, log=p.log,
         precision=cfg.training.precision, compile=cfg.training.compile, log_every=cfg.logging.log_every_steps,
-        global_offset=_global_offset(cfg, p.ctx, stage), resume=opened.resume, group=group, meter=meter,
-        warn=warn,
+        global_offset=_global_offset(cfg, p.ctx, stage), resume=opened.resume, group=group, warn=warn,
     )
-    trainer = _fit(Trainer(task, run), p, stage)
-    group.on_main(lambda: _complete(p, stage, trainer, task, opened))
+    trainer = _fit(Trainer(task, run), p, stage, ckpt)
+    group.on_main(lambda: _complete(p, stage, trainer, task, opened, ckpt))
 
 
 def _policy(cfg: Config, acct: Optional[RunAccounting]) -> SavePolicy:
@@ -284,84 +279,27 @@ def _policy(cfg: Config, acct: Optional[RunAccounting]) -> SavePolicy:
     return AdaptiveSavePolicy(cfg.checkpoint.every_steps, None, interval=interval)
 
 
-def _open_stage(p: _Pipeline, stage: StageSpec, decision: Decision, task: StageTask, saver: StateSaver) -> _Opened:
-    """Rank 0: find the state to continue from (or start over), and record the stage as running."""
-    cfg, tracker = p.cfg, p.tracker
-    config = stage_identity(cfg, stage)
-    fp = upstream_fingerprint(config, stage, p.catalog)
-    settings = cfg.stage(stage.name)
-    resume = None
-    if decision.action == CONTINUE:
-        def check(state: dict[str, Any]) -> Optional[str]:
-            return restore_problem(task, stage.name, stage.index, settings, state, p.ctx.device)
-
-        resume = find_resume_state(saver.state_dir, stage.name, fp, tracker.get_stage_status(stage.name).resume_state,
-                                   lambda m: print(m, flush=True), check=check)
-        if resume is None:
-            print("  no usable saved state found; starting the stage over", flush=True)
-        elif resume["step"] != decision.from_step:  # an older state than the status named
-            _record_fallback(tracker, stage, saver, resume)
-    total_steps = settings.epochs * steps_per_epoch(task.train.n_items, settings.batch_size)
-    update_metadata(cfg.checkpoint_dir, trained=False)  # true again only when every stage completes
-    if resume is not None:
-        notice = world_change_notice(stage.name, resume["step"], resume.get("world_size", 1), p.group.world_size,
-                                     settings.batch_size)
-        if notice:
-            print(f"⚠️  {notice}", flush=True)
-        tracker.mark_stage_resumed(stage.name, total_epochs=settings.epochs, total_steps=total_steps)
-        p.log.truncate(stage.name, after_step=resume["step"])
-    else:
-        saver.clear()
-        tracker.mark_stage_started(stage.name, total_epochs=settings.epochs, total_steps=total_steps,
-                                   fingerprint=fp, config=config)
-        p.log.truncate(stage.name, after_step=0)
-    return _Opened(fp, config, resume)
-
-
-def _record_fallback(tracker: StageTracker, stage: StageSpec, saver: StateSaver, resume: dict[str, Any]) -> None:
-    """The status names the state actually continued from (a newer one was set aside, or never recorded)."""
-    path = saver.state_dir / state_file_name(resume["step"])
-    record = {"file": f"{saver.state_dir.name}/{path.name}", "step": resume["step"], "epoch": resume["epoch"],
-              **file_digest(path), "saved_at": utc_now()}
-    tracker.record_progress(stage.name, step=resume["step"], epoch=resume["epoch"], resume_state=record)
-    print(f"  continuing from the state at step {resume['step']} (the status now names it)", flush=True)
-
-
-def _complete(p: _Pipeline, stage: StageSpec, trainer: Trainer, task: StageTask, opened: _Opened) -> None:
-    """Rank 0: outputs durable, then the stage recorded completed, then its states removed."""
+def _complete(p: _Pipeline, stage: StageSpec, trainer: Trainer, task: StageTask, opened: Opened,
+              ckpt: Checkpointer) -> None:
+    """Rank 0: outputs durable, then the checkpointer records the stage completed."""
     started = time.perf_counter()
     outputs = _write_outputs(p.cfg, p.ctx, stage, trainer, task.extra, opened.fingerprint, opened.config)
-    p.catalog.forget(stage.files)
-    crash_point(f"after-outputs:{stage.name}")
-    p.tracker.mark_stage_completed(stage.name, stage.checkpoint, outputs=outputs, fingerprint=opened.fingerprint,
-                                   config=opened.config)
-    crash_point(f"after-stage:{stage.name}")
-    trainer.run.saver.clear()
+    ckpt.complete(outputs, opened, p.catalog)
     print(f"  wrote {', '.join(outputs)} in {time.perf_counter() - started:.2f}s", flush=True)
-    for hook in p.opts.hooks:
-        hook.on_stage_completed(stage.name)
 
 
-def _fit(trainer: Trainer, p: _Pipeline, stage: StageSpec) -> Trainer:
-    tracker = p.tracker
+def _fit(trainer: Trainer, p: _Pipeline, stage: StageSpec, ckpt: Checkpointer) -> Trainer:
     try:
         trainer.run_to_end()
     except TrainingInterrupted:  # every rank stopped at this step (agreed), after the state was saved
-        p.group.on_main(lambda: tracker.mark_stage_interrupted(stage.name, step=trainer.pos.step,
-                                                               epoch=trainer.pos.epoch))
+        p.group.on_main(lambda: ckpt.interrupted(trainer.pos.step, trainer.pos.epoch))
         raise
     except KeyboardInterrupt:  # a second Ctrl-C: stopped at once; the last committed state stands
-        if tracker is not None:
-            last = trainer.run.saver.last_record or {}
-            with contextlib.suppress(Exception):
-                tracker.mark_stage_interrupted(stage.name, step=last.get("step", 0), epoch=last.get("epoch", 0))
+        ckpt.interrupted()
         raise
     except Exception as e:
         lost = p.group.lost_peer(e, f"at step {trainer.pos.step} of stage '{stage.name}'")
-        if tracker is not None:
-            with contextlib.suppress(Exception):
-                trainer.run.saver.wait()  # let the last good state land before recording the failure
-            tracker.mark_stage_failed(stage.name, str(lost) if lost else f"{type(e).__name__}: {e}")
+        ckpt.fail(str(lost) if lost else f"{type(e).__name__}: {e}")
         if lost is not None:
             raise lost from e
         raise
@@ -376,15 +314,6 @@ def _warner(p: _Pipeline, stage: StageSpec) -> Callable[[str], None]:
             p.tracker.record_warning(stage.name, message)
 
     return warn
-
-
-def _saver(p: _Pipeline, stage: StageSpec) -> StateSaver:
-    def committed(record: dict[str, Any]) -> None:
-        p.tracker.record_progress(stage.name, step=record["step"], epoch=record["epoch"], resume_state=record)
-        for hook in p.opts.hooks:
-            hook.on_state_saved(stage.name, record)
-
-    return StateSaver(p.cfg.checkpoint_dir / STATE_DIR / stage.name, committed, keep=p.cfg.checkpoint.keep)
 
 
 def _write_outputs(cfg, ctx, stage: StageSpec, trainer: Trainer, extra, fp: str, config) -> dict[str, Any]:
