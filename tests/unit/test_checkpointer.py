@@ -7,7 +7,7 @@ import torch
 from ups.resume.interval import AdaptiveSavePolicy
 from ups.resume.policy import SavePolicy
 from ups.training.checkpointer import Checkpointer
-from ups.training.distributed import Solo
+from ups.parallel import Solo
 
 
 class RecordingSaver:

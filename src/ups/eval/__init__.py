@@ -1,4 +1,4 @@
-"""Seeing a run: evaluation of checkpoints, its reports, the status dashboard, the orchestrator.
+"""Seeing a run: evaluation of checkpoints, its reports, the status dashboard.
 
 - `metrics`: nRMSE as PDEBench defines it (pure, tested without models);
 - `evaluation`: one-step and rollout errors of the operator, the operator with the
@@ -7,6 +7,7 @@
   stages add (CRPS, spread/skill, spectra, MMD) and whether each meets its goal;
 - `history`: per-stage loss curves from `metrics.jsonl`;
 - `plots`, `figures`, `report`: matplotlib PNGs, and the JSON / CSV / HTML report beside them;
-- `dashboard`, `dashboard_text`: what `ups status` gathers and prints;
-- `orchestrate`: `run_fast_to_sota` — validate, data, train, small and full eval.
+- `dashboard`, `dashboard_text`: what `ups status` gathers and prints.
+
+The orchestrator (`run_fast_to_sota`) lives beside the pipeline it drives: `ups.pipeline`.
 """

@@ -24,7 +24,7 @@ from ups.resume.atomic import file_digest
 from ups.resume.files import load_output
 from ups import stages
 from ups.resume.layout import STAGE_CHECKPOINT
-from ups.training.context import check_architecture
+from ups.pipeline.context import check_architecture
 
 # Stages whose file can serve as the correction model, and how to build each.
 CORRECTION_BUILDERS: dict[str, Callable[[Config], nn.Module]] = {

@@ -39,7 +39,7 @@ class SavePolicy:
         return step > last_saved_step and bool(self.every_steps) and step % self.every_steps == 0
 
     def is_time_due(self, step: int, last_saved_step: int, seconds_since_save: float) -> bool:
-        """The time-based half: a group acts on rank 0's clock (see training.distributed)."""
+        """The time-based half: a group acts on rank 0's clock (see ups.parallel)."""
         return step > last_saved_step and bool(self.every_seconds) and seconds_since_save >= self.every_seconds
 
 

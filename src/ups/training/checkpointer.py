@@ -20,7 +20,7 @@ import time
 from dataclasses import dataclass
 from typing import Any, Callable, Optional
 
-from ups.config import Config, stage_identity
+from ups.config import Config
 from ups.resume.atomic import file_digest
 from ups.resume.faults import crash_point
 from ups.resume.layout import STATE_DIR, state_file_name
@@ -31,8 +31,7 @@ from ups.resume.tracker import StageTracker, utc_now
 from ups.resume.verify import OutputCatalog
 from ups.stages import StageSpec
 from ups.training.accounting import NullMeter, TimedSaver
-from ups.training.distributed import Solo, world_change_notice
-from ups.training.planner import upstream_fingerprint
+from ups.parallel import Solo, world_change_notice
 
 Say = Callable[[str], Any]
 
@@ -56,6 +55,7 @@ class Checkpointer:
         self.meter: Any = NullMeter()
         self.last_saved_step, self._saved_at = 0, time.monotonic()
         self.last_record: Optional[dict[str, Any]] = None  # the newest state committed to disk
+        self.opened: Optional[Opened] = None
 
     @classmethod
     def for_stage(cls, stage: StageSpec, cfg: Config, group: Solo, policy: SavePolicy,
@@ -69,14 +69,14 @@ class Checkpointer:
 
     # --- start --------------------------------------------------------------
 
-    def load(self, catalog: OutputCatalog, log: Any, total_steps: int, resume_from: Optional[int],
+    def load(self, identity: tuple[str, dict[str, Any]], log: Any, total_steps: int, resume_from: Optional[int],
              check: Callable[[dict[str, Any]], Optional[str]]) -> Opened:
         """Rank 0: the state to continue from (`resume_from`: the step the plan named; None starts
-        over), checked by `check`; then the stage recorded as running. Only a fully committed,
-        verified state counts (`find_resume_state`)."""
+        over), checked by `check`; then the stage recorded as running. `identity` is the stage's
+        (fingerprint, config identity). Only a fully committed, verified state counts
+        (`find_resume_state`)."""
         stage, cfg, tracker = self.stage, self.cfg, self.tracker
-        config = stage_identity(cfg, stage)
-        fp = upstream_fingerprint(config, stage, catalog)
+        fp, config = identity
         settings = cfg.stage(stage.name)
         resume = None
         if resume_from is not None:
@@ -101,9 +101,11 @@ class Checkpointer:
             log.truncate(stage.name, after_step=0)
         return Opened(fp, config, resume)
 
-    def begin(self, resume_step: int, meter: Any) -> None:
+    def begin(self, opened: Opened, meter: Any) -> None:
         """Every rank, once the stage is opened: where saving stands, and who is told of each save."""
-        self.last_saved_step, self._saved_at = resume_step, time.monotonic()
+        self.opened = opened
+        self.last_saved_step = opened.resume["step"] if opened.resume else 0
+        self._saved_at = time.monotonic()
         self.meter = meter
         self.saver = TimedSaver(self.saver, meter)
 
@@ -145,8 +147,10 @@ class Checkpointer:
 
     # --- end ------------------------------------------------------------------
 
-    def complete(self, outputs: dict[str, Any], opened: Opened, catalog: OutputCatalog) -> None:
-        """Rank 0, with the outputs durable: the stage recorded completed, then its states removed."""
+    def complete(self, outputs: dict[str, Any], catalog: OutputCatalog) -> None:
+        """Rank 0, with the outputs durable (and `catalog` told they changed): the stage recorded
+        completed, then its states removed."""
+        opened = self.opened
         name = self.stage.name
         catalog.forget(self.stage.files)
         crash_point(f"after-outputs:{name}")

@@ -12,7 +12,7 @@ The loop never forces a host sync per step: losses accumulate on the device
 and are read only every `logging.log_every_steps` steps.
 
 Under torchrun the same loop runs in every rank; `run.group`
-(`ups.training.distributed`) wraps the model in DDP, hands each rank its slice
+(`ups.parallel`) wraps the model in DDP, hands each rank its slice
 of the step's global batch, keeps every rank's own noise and RNG streams in the
 saved state, and makes the ranks agree on when to stop and save. Alone, the
 group is the identity and nothing changes.
@@ -35,7 +35,7 @@ from ups.resume.files import STATE_FORMAT
 from ups.resume.rng import capture_rng, restore_rng
 from ups.resume.signals import StopRequest, TrainingInterrupted
 from ups.training.checkpointer import Checkpointer
-from ups.training.distributed import Solo
+from ups.parallel import Solo
 from ups.training.guard import FiniteGuard
 
 MAX_VAL_BATCHES = 16

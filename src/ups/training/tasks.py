@@ -16,7 +16,7 @@ from ups.models.build import build_diffusion, build_operator, build_steady_prior
 from ups.models.consistency import consistency_distill_loss
 from ups.models.diffusion import edm_loss
 from ups.training.batches import LatentSource
-from ups.training.context import PipelineContext
+from ups.pipeline.context import PipelineContext
 from ups.training.loop import StageTask
 
 RESIDUAL_STAT_ITEMS = 2048

@@ -22,7 +22,7 @@ from ups.resume.policy import SavePolicy
 from ups.resume.rng import capture_rng, restore_rng
 from ups.resume.signals import StopRequest
 from ups.training.checkpointer import Checkpointer
-from ups.training.distributed import Solo
+from ups.parallel import Solo
 from ups.training.loop import StageRun, StageTask, Trainer
 from ups.training.metrics import SilentLog
 

@@ -1,4 +1,4 @@
-"""Run the pipeline: lock, plan, then each selected stage through the one loop.
+"""Run the pipeline: plan, then each selected stage through the one loop (`ups.job` locks first).
 
 Order of commitments for a stage (what makes a crash at any point safe):
 resumable states are written during training (file durable, then the status
@@ -18,8 +18,8 @@ from __future__ import annotations
 
 import contextlib
 import time
-from dataclasses import dataclass, field
-from typing import Any, Callable, ContextManager, Optional
+from dataclasses import dataclass
+from typing import Any, Callable, Optional
 
 import torch
 
@@ -28,10 +28,8 @@ from ups.config import Config, config_hash, stage_identity
 from ups.stages import StageSpec
 from ups.errors import MissingUpstreamError
 from ups.models.build import architecture
-from ups.resume.atomic import remove_stale_temps
 from ups.resume.files import OUTPUT_FORMAT, save_torch
-from ups.resume.layout import METADATA_FILE, METRICS_FILE, STATE_DIR, STATUS_FILE
-from ups.resume.lock import CheckpointDirLock
+from ups.resume.layout import STATE_DIR
 from ups.resume.metadata import update_metadata
 from ups.resume.plan import CONTINUE, DISABLED, RUN, SKIP, Decision, decide
 from ups.resume.interval import AdaptiveSavePolicy
@@ -43,30 +41,25 @@ from ups.resume.tracker import StageTracker, utc_now
 from ups.resume.verify import OutputCatalog
 from ups.training.accounting import NullMeter, RunAccounting
 from ups.training.checkpointer import Checkpointer, Opened
-from ups.training.context import PipelineContext, runtime_device
-from ups.training.distributed import Solo, join, restart_count
+from ups.pipeline.context import PipelineContext
+from ups.parallel import Solo, restart_count
 from ups.training.loop import StageRun, StageTask, Trainer, steps_per_epoch
 from ups.training.metrics import MetricsLogger, SilentLog
-from ups.training.planner import format_plan, make_plan, stage_facts, upstream_fingerprint
+from ups.pipeline.plan import format_plan, make_plan, stage_facts, upstream_fingerprint
 from ups.training.trial import restore_problem
 
 RULE = "=" * 50
 
 
-@dataclass
+@dataclass(frozen=True)
 class RunOptions:
+    """What the command line asks of the pipeline run; never changed once made."""
+
     stage: str = "all"
     auto_resume: bool = False
     device: Optional[str] = None
     config_path: Optional[str] = None
-    config_overrides: list[str] = field(default_factory=list)  # the --set items, for the "continue with" hint
-    # Observers of durable progress (remote sync): objects with
-    # on_state_saved(stage, record) and on_stage_completed(stage).
-    hooks: list[Any] = field(default_factory=list)
-    wandb_run: Any = None
-    # Entered once the checkpoint directory is locked, before anything in it is read;
-    # exited before the lock is released (remote download, W&B run, background sync).
-    on_locked: Optional[Callable[[], ContextManager[Any]]] = None
+    config_overrides: tuple[str, ...] = ()  # the --set items, for the "continue with" hint
 
 
 def banner(text: str) -> None:
@@ -78,65 +71,53 @@ class _Pipeline:
     """What every stage of one run shares. `tracker` is None on ranks other than 0."""
 
     cfg: Config
-    opts: RunOptions
+    auto_resume: bool
     ctx: Optional[PipelineContext]  # None when the plan trains nothing
     stop: StopRequest
     group: Solo
     tracker: Optional[StageTracker]
     catalog: OutputCatalog
+    observers: tuple = ()  # told of durable progress: on_state_saved(stage, record), on_stage_completed(stage)
+    wandb_run: Any = None
     log: Any = None
     acct: Optional[RunAccounting] = None  # rank 0: the goodput record and the auto interval
 
 
-def run_pipeline(cfg: Config, opts: RunOptions) -> dict[str, str]:
-    """Train the selected stages; returns {stage: action taken}. Raises UpsError subclasses."""
+def run_pipeline(cfg: Config, opts: RunOptions, group: Solo, stop: StopRequest, tracker: Optional[StageTracker],
+                 wandb_run: Any = None, observers: tuple = ()) -> dict[str, str]:
+    """Plan, then train the selected stages in the locked directory (`ups.job` takes it);
+    returns {stage: action taken}. Raises UpsError subclasses."""
     ckpt = cfg.checkpoint_dir
     selected = list(stages.STAGES) if opts.stage == "all" else [stages.get(opts.stage)]
-    device = runtime_device(cfg, opts.device)
-    with join(device) as group, group.quiet(), contextlib.ExitStack() as session:
-        stop = session.enter_context(StopRequest(escalate=not group.distributed))
-        tracker = group.on_main(lambda: _take_checkpoint_dir(cfg, opts, session))
-        if restart_count() and not opts.auto_resume:
-            print(f"torchrun restart {restart_count()}: resuming as with --auto-resume", flush=True)
-            opts.auto_resume = True  # a restart must continue the attempt it replaces, not redo it
-        catalog = OutputCatalog(ckpt)
-        acct = group.on_main(lambda: RunAccounting(tracker, cfg, opts.hooks))
-        plan = group.from_main(lambda: _print_plan(cfg, opts, tracker, catalog, group, selected, acct))
-        # A pipeline with nothing to train never opens its data (resume of a finished run is instant).
-        trains = any(d.action in (RUN, CONTINUE) for d in plan)
+    auto_resume = opts.auto_resume
+    if restart_count() and not auto_resume:  # a restart must continue the attempt it replaces, not redo it
+        print(f"torchrun restart {restart_count()}: resuming as with --auto-resume", flush=True)
+        auto_resume = True
+    catalog = OutputCatalog(ckpt)
+    acct = group.on_main(lambda: RunAccounting(tracker, cfg, list(observers)))
+    plan = group.from_main(lambda: _print_plan(cfg, auto_resume, tracker, catalog, group, selected, acct))
+    # A pipeline with nothing to train never opens its data (resume of a finished run is instant).
+    trains = any(d.action in (RUN, CONTINUE) for d in plan)
+    with contextlib.ExitStack() as recording:
         if trains and acct is not None:
-            session.enter_context(acct.recording(lambda: opts.wandb_run))
+            recording.enter_context(acct.recording(lambda: wandb_run))
         ctx = group.main_first(lambda: PipelineContext.open(cfg, group.device, share=group.from_main)) if trains \
             else None
         try:
             group.on_main(lambda: update_metadata(ckpt, config_hash=config_hash(cfg), architecture=architecture(cfg),
                                                   config_path=opts.config_path,
                                                   config_overrides=list(opts.config_overrides)))
-            p = _Pipeline(cfg, opts, ctx, stop, group, tracker, catalog, acct=acct)
+            p = _Pipeline(cfg, auto_resume, ctx, stop, group, tracker, catalog, tuple(observers), wandb_run, acct=acct)
             return _run_stages(p, selected)
         finally:
             if ctx is not None:
                 ctx.close()
 
 
-def _take_checkpoint_dir(cfg: Config, opts: RunOptions, session: contextlib.ExitStack) -> StageTracker:
-    """Lock the directory (for the whole session), enter `on_locked`, sweep unfinished writes."""
-    lock = session.enter_context(CheckpointDirLock(cfg.checkpoint_dir))
-    if lock.took_over_stale_lock():
-        print(f"Took over a stale lock left by {lock.previous_holder}", flush=True)
-    if opts.on_locked is not None:
-        session.enter_context(opts.on_locked())
-    written = (STATUS_FILE, METADATA_FILE, METRICS_FILE, *(f for s in stages.STAGES for f in s.files))
-    state_dirs = [cfg.checkpoint_dir / STATE_DIR / s.name for s in stages.STAGES]
-    for leftover in remove_stale_temps(cfg.checkpoint_dir, written, state_dirs):
-        print(f"Removed an unfinished write left by a killed run: {leftover.name}", flush=True)
-    return StageTracker(cfg.checkpoint_dir)
-
-
 def _run_stages(p: _Pipeline, selected: list[StageSpec]) -> dict[str, str]:
     cfg, group = p.cfg, p.group
     writes = group.is_main  # rank 0 alone writes metrics.jsonl and logs to W&B
-    p.log = MetricsLogger(cfg.checkpoint_dir, cfg.logging.progress, p.opts.wandb_run) if writes else SilentLog()
+    p.log = MetricsLogger(cfg.checkpoint_dir, cfg.logging.progress, p.wandb_run) if writes else SilentLog()
     taken: dict[str, str] = {}
     try:
         for stage in selected:
@@ -151,16 +132,16 @@ def _run_stages(p: _Pipeline, selected: list[StageSpec]) -> dict[str, str]:
                 print("✓ Cleared GPU cache")
     finally:
         p.log.close()
-    group.on_main(lambda: _finish(cfg, p.tracker, p.opts))
+    group.on_main(lambda: _finish(cfg, p.tracker))
     return taken
 
 
-def _print_plan(cfg: Config, opts: RunOptions, tracker: StageTracker, catalog: OutputCatalog, group: Solo,
+def _print_plan(cfg: Config, auto_resume: bool, tracker: StageTracker, catalog: OutputCatalog, group: Solo,
                 selected: list[StageSpec], acct: Optional[RunAccounting] = None) -> list[Decision]:
     """Rank 0: decide every selected stage up front and print the plan (each stage is decided again
     when its turn comes, once its upstream stages have their final digests)."""
-    plan = make_plan(cfg, selected, tracker.get_all_statuses(), catalog, opts.auto_resume)
-    if opts.auto_resume:
+    plan = make_plan(cfg, selected, tracker.get_all_statuses(), catalog, auto_resume)
+    if auto_resume:
         _print_auto_resume(cfg, plan)
     elif any(tracker.get_stage_status(d.stage).status == "completed" for d in plan if d.action != DISABLED):
         print("Note: completed stages will be retrained; pass --auto-resume to skip verified ones.")
@@ -191,7 +172,7 @@ def _print_auto_resume(cfg: Config, plan: list[Decision]) -> None:
 def _announce(p: _Pipeline, stage: StageSpec) -> Decision:
     """Rank 0: decide the stage, say so, and check that a stage about to train has its inputs."""
     facts = stage_facts(p.cfg, stage, p.tracker.get_stage_status(stage.name), p.catalog, ())
-    decision = decide(facts, p.opts.auto_resume)
+    decision = decide(facts, p.auto_resume)
     if decision.action in (SKIP, DISABLED):
         banner(f"STAGE {stage.index}/{stages.count()}: Skipping {stage.title} (epochs<=0)")
         if decision.action == SKIP:
@@ -244,16 +225,16 @@ def _train(p: _Pipeline, stage: StageSpec, decision: Decision) -> None:
     group.seed_rank(cfg.training.seed + stage.index)
     settings = cfg.stage(stage.name)
     group.check_batch(stage.name, settings.batch_size, task.train.n_items)  # before anything is recorded
-    ckpt = Checkpointer.for_stage(stage, cfg, group, _policy(cfg, p.acct), p.tracker, tuple(p.opts.hooks))
+    ckpt = Checkpointer.for_stage(stage, cfg, group, _policy(cfg, p.acct), p.tracker, p.observers)
     total_steps = settings.epochs * steps_per_epoch(task.train.n_items, settings.batch_size)
 
     def check(state: dict[str, Any]) -> Optional[str]:
         return restore_problem(task, stage.name, stage.index, settings, state, p.ctx.device)
 
     resume_from = decision.from_step if decision.action == CONTINUE else None
-    opened = group.from_main(lambda: ckpt.load(p.catalog, p.log, total_steps, resume_from, check))
+    opened = group.from_main(lambda: ckpt.load(_identity(p, stage), p.log, total_steps, resume_from, check))
     start = opened.resume["step"] if opened.resume else 0
-    ckpt.begin(start, p.acct.stage(stage.name, start) if p.acct is not None else NullMeter())
+    ckpt.begin(opened, p.acct.stage(stage.name, start) if p.acct is not None else NullMeter())
     warn = _warner(p, stage)
     if settings.batch_size > task.train.n_items:
         warn(f"stage '{stage.name}': batch_size {settings.batch_size} is larger than its {task.train.n_items} "
@@ -267,6 +248,12 @@ def _train(p: _Pipeline, stage: StageSpec, decision: Decision) -> None:
     )
     trainer = _fit(Trainer(task, run), p, stage, ckpt)
     group.on_main(lambda: _complete(p, stage, trainer, task, opened, ckpt))
+
+
+def _identity(p: _Pipeline, stage: StageSpec) -> tuple[str, dict[str, Any]]:
+    """Rank 0: the stage's (fingerprint, config identity), computed once when it starts training."""
+    config = stage_identity(p.cfg, stage)
+    return upstream_fingerprint(config, stage, p.catalog), config
 
 
 def _policy(cfg: Config, acct: Optional[RunAccounting]) -> SavePolicy:
@@ -284,7 +271,7 @@ def _complete(p: _Pipeline, stage: StageSpec, trainer: Trainer, task: StageTask,
     """Rank 0: outputs durable, then the checkpointer records the stage completed."""
     started = time.perf_counter()
     outputs = _write_outputs(p.cfg, p.ctx, stage, trainer, task.extra, opened.fingerprint, opened.config)
-    ckpt.complete(outputs, opened, p.catalog)
+    ckpt.complete(outputs, p.catalog)
     print(f"  wrote {', '.join(outputs)} in {time.perf_counter() - started:.2f}s", flush=True)
 
 
@@ -339,7 +326,7 @@ def _global_offset(cfg: Config, ctx: PipelineContext, stage: StageSpec) -> int:
     return total
 
 
-def _finish(cfg: Config, tracker: StageTracker, opts: RunOptions) -> None:
+def _finish(cfg: Config, tracker: StageTracker) -> None:
     statuses = tracker.get_all_statuses()
     enabled = [s.name for s in stages.STAGES if cfg.stage(s.name).epochs > 0]
     done = all(statuses[s].status == "completed" for s in enabled)

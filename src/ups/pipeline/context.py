@@ -6,7 +6,7 @@ downstream stage in another process sees the same latents.
 
 Under torchrun each rank builds its own context; upstream stage outputs reach
 the ranks through `share` (rank 0 reads the file, every rank gets its content:
-see `ups.training.distributed`).
+see `ups.parallel`).
 """
 
 from __future__ import annotations
