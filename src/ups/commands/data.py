@@ -52,10 +52,6 @@ def build_parser(prog: str = "download_data.py") -> argparse.ArgumentParser:
     return p
 
 
-def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
-    return build_parser().parse_args(argv)
-
-
 def main(argv: Optional[Sequence[str]] = None, prog: str = "download_data.py") -> int:
     args = build_parser(prog).parse_args(argv)
     try:

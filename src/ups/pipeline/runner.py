@@ -24,7 +24,7 @@ from typing import Any, Callable, Optional
 import torch
 
 from ups import stages
-from ups.config import Config, config_hash, stage_identity
+from ups.config import Config, config_hash
 from ups.stages import StageSpec
 from ups.errors import MissingUpstreamError
 from ups.models.build import architecture
@@ -45,7 +45,7 @@ from ups.pipeline.context import PipelineContext
 from ups.parallel import Solo, restart_count
 from ups.training.loop import StageRun, StageTask, Trainer, steps_per_epoch
 from ups.training.metrics import MetricsLogger, SilentLog
-from ups.pipeline.plan import format_plan, make_plan, stage_facts, upstream_fingerprint
+from ups.pipeline.plan import format_plan, make_plan, stage_facts
 from ups.training.trial import restore_problem
 
 RULE = "=" * 50
@@ -125,8 +125,8 @@ def _run_stages(p: _Pipeline, selected: list[StageSpec]) -> dict[str, str]:
             if signum:
                 raise TrainingInterrupted(signum, "stopped by signal between stages; nothing was lost")
             # Decided again now: an upstream stage that just finished has real digests.
-            decision = group.from_main(lambda: _announce(p, stage))
-            taken[stage.name] = _run_one(p, stage, decision)
+            turn = group.from_main(lambda: _announce(p, stage))
+            taken[stage.name] = _run_one(p, stage, turn)
             if torch.cuda.is_available():
                 torch.cuda.empty_cache()
                 print("✓ Cleared GPU cache")
@@ -169,37 +169,47 @@ def _print_auto_resume(cfg: Config, plan: list[Decision]) -> None:
     print(RULE + "\n", flush=True)
 
 
-def _announce(p: _Pipeline, stage: StageSpec) -> Decision:
+@dataclass(frozen=True)
+class _Turn:
+    """A stage's decision when its turn comes, and its identity (fingerprint, config) as decided:
+    computed once, here, and used for what the stage records."""
+
+    decision: Decision
+    identity: tuple[Optional[str], dict[str, Any]]
+
+
+def _announce(p: _Pipeline, stage: StageSpec) -> _Turn:
     """Rank 0: decide the stage, say so, and check that a stage about to train has its inputs."""
     facts = stage_facts(p.cfg, stage, p.tracker.get_stage_status(stage.name), p.catalog, ())
     decision = decide(facts, p.auto_resume)
+    turn = _Turn(decision, (facts.fingerprint, facts.config))
     if decision.action in (SKIP, DISABLED):
         banner(f"STAGE {stage.index}/{stages.count()}: Skipping {stage.title} (epochs<=0)")
         if decision.action == SKIP:
             print(f"  {stage.name}: {decision.reason}")
             if decision.record_digests:
-                _record_checked_outputs(p, stage)
+                _record_checked_outputs(p, stage, turn.identity)
             StateSaver(p.cfg.checkpoint_dir / STATE_DIR / stage.name, None).clear()  # states a kill left
-        return decision
+        return turn
     banner(f"STAGE {stage.index}/{stages.count()}: {stage.train_banner}")
     print(f"  {stage.name}: {decision.reason}", flush=True)
     _require_upstream(p.cfg, stage, p.tracker, p.catalog)
-    return decision
+    return turn
 
 
-def _record_checked_outputs(p: _Pipeline, stage: StageSpec) -> None:
+def _record_checked_outputs(p: _Pipeline, stage: StageSpec, identity: tuple[Optional[str], dict[str, Any]]) -> None:
     """Digests of outputs that were just loaded and checked: the next resume verifies them."""
     outputs = {name: p.catalog.digest(name) for name in stage.files}
-    config = stage_identity(p.cfg, stage)
-    p.tracker.mark_stage_completed(stage.name, stage.checkpoint, outputs=outputs,
-                                   fingerprint=upstream_fingerprint(config, stage, p.catalog), config=config)
+    fingerprint, config = identity
+    p.tracker.mark_stage_completed(stage.name, stage.checkpoint, outputs=outputs, fingerprint=fingerprint,
+                                   config=config)
 
 
-def _run_one(p: _Pipeline, stage: StageSpec, decision: Decision) -> str:
-    if decision.action in (SKIP, DISABLED):
+def _run_one(p: _Pipeline, stage: StageSpec, turn: _Turn) -> str:
+    if turn.decision.action in (SKIP, DISABLED):
         return "skipped"
-    _train(p, stage, decision)
-    return "retrained" if decision.action != CONTINUE else "continued"
+    _train(p, stage, turn)
+    return "retrained" if turn.decision.action != CONTINUE else "continued"
 
 
 def _require_upstream(cfg: Config, stage: StageSpec, tracker: StageTracker, catalog: OutputCatalog) -> None:
@@ -218,8 +228,8 @@ def _require_upstream(cfg: Config, stage: StageSpec, tracker: StageTracker, cata
             )
 
 
-def _train(p: _Pipeline, stage: StageSpec, decision: Decision) -> None:
-    cfg, group = p.cfg, p.group
+def _train(p: _Pipeline, stage: StageSpec, turn: _Turn) -> None:
+    cfg, group, decision = p.cfg, p.group, turn.decision
     seed_everything(cfg.training.seed + stage.index)
     task = stage.builder()(p.ctx, p.ctx.source(stage.data, "train"), p.ctx.source(stage.data, "val"))
     group.seed_rank(cfg.training.seed + stage.index)
@@ -232,7 +242,7 @@ def _train(p: _Pipeline, stage: StageSpec, decision: Decision) -> None:
         return restore_problem(task, stage.name, stage.index, settings, state, p.ctx.device)
 
     resume_from = decision.from_step if decision.action == CONTINUE else None
-    opened = group.from_main(lambda: ckpt.load(_identity(p, stage), p.log, total_steps, resume_from, check))
+    opened = group.from_main(lambda: ckpt.load(turn.identity, p.log, total_steps, resume_from, check))
     start = opened.resume["step"] if opened.resume else 0
     ckpt.begin(opened, p.acct.stage(stage.name, start) if p.acct is not None else NullMeter())
     warn = _warner(p, stage)
@@ -248,12 +258,6 @@ def _train(p: _Pipeline, stage: StageSpec, decision: Decision) -> None:
     )
     trainer = _fit(Trainer(task, run), p, stage, ckpt)
     group.on_main(lambda: _complete(p, stage, trainer, task, opened, ckpt))
-
-
-def _identity(p: _Pipeline, stage: StageSpec) -> tuple[str, dict[str, Any]]:
-    """Rank 0: the stage's (fingerprint, config identity), computed once when it starts training."""
-    config = stage_identity(p.cfg, stage)
-    return upstream_fingerprint(config, stage, p.catalog), config
 
 
 def _policy(cfg: Config, acct: Optional[RunAccounting]) -> SavePolicy:
