@@ -8,7 +8,7 @@ calls back up here: the pipeline gets the tracker, the W&B run and the observers
 of its progress as arguments.
 
 Under torchrun every rank enters the process group (`ups.parallel`); rank 0
-alone takes the directory, talks to the remote and W&B (`group.on_main`: the
+alone takes the directory, talks to the remote and W&B (`group.rank0_only`: the
 other ranks wait, and stop with its error if it fails).
 """
 
@@ -54,7 +54,7 @@ def run_job(cfg: Config, opts: RunOptions, remote: Optional[Session] = None) -> 
     device = runtime_device(cfg, opts.device)
     with join(device) as group, group.quiet(), contextlib.ExitStack() as job:
         stop = job.enter_context(StopRequest(escalate=not group.distributed))
-        taken = group.on_main(lambda: _take_checkpoint_dir(cfg, remote, job))
+        taken = group.rank0_only(lambda: _take_checkpoint_dir(cfg, remote, job))
         tracker, wandb_run, observers = taken if taken is not None else (None, None, ())
         return run_pipeline(cfg, opts, group, stop, tracker, wandb_run, observers)
 

@@ -8,9 +8,9 @@ crash between any two of these leaves a directory that `--auto-resume`
 continues from with at most one checkpoint interval redone.
 
 Under torchrun every rank runs this same sequence. What touches the checkpoint
-directory runs on rank 0 only (`group.on_main`: the others wait and stop with
+directory runs on rank 0 only (`group.rank0_only`: the others wait and stop with
 its error if it fails); what the other ranks need from it — each stage's
-decision, the resume state — rank 0 decides and sends (`group.from_main`).
+decision, the resume state — rank 0 decides and sends (`group.rank0_shares`).
 A restarted torchrun group (TORCHELASTIC_RESTART_COUNT > 0) always resumes.
 """
 
@@ -94,17 +94,17 @@ def run_pipeline(cfg: Config, opts: RunOptions, group: Solo, stop: StopRequest, 
         print(f"torchrun restart {restart_count()}: resuming as with --auto-resume", flush=True)
         auto_resume = True
     catalog = OutputCatalog(ckpt)
-    acct = group.on_main(lambda: RunAccounting(tracker, cfg, list(observers)))
-    plan = group.from_main(lambda: _print_plan(cfg, auto_resume, tracker, catalog, group, selected, acct))
+    acct = group.rank0_only(lambda: RunAccounting(tracker, cfg, list(observers)))
+    plan = group.rank0_shares(lambda: _print_plan(cfg, auto_resume, tracker, catalog, group, selected, acct))
     # A pipeline with nothing to train never opens its data (resume of a finished run is instant).
     trains = any(d.action in (RUN, CONTINUE) for d in plan)
     with contextlib.ExitStack() as recording:
         if trains and acct is not None:
             recording.enter_context(acct.recording(lambda: wandb_run))
-        ctx = group.main_first(lambda: PipelineContext.open(cfg, group.device, share=group.from_main)) if trains \
+        ctx = group.rank0_first(lambda: PipelineContext.open(cfg, group.device, share=group.rank0_shares)) if trains \
             else None
         try:
-            group.on_main(lambda: update_metadata(ckpt, config_hash=config_hash(cfg), architecture=architecture(cfg),
+            group.rank0_only(lambda: update_metadata(ckpt, config_hash=config_hash(cfg), architecture=architecture(cfg),
                                                   config_path=opts.config_path,
                                                   config_overrides=list(opts.config_overrides)))
             p = _Pipeline(cfg, auto_resume, ctx, stop, group, tracker, catalog, tuple(observers), wandb_run, acct=acct)
@@ -125,14 +125,14 @@ def _run_stages(p: _Pipeline, selected: list[StageSpec]) -> dict[str, str]:
             if signum:
                 raise TrainingInterrupted(signum, "stopped by signal between stages; nothing was lost")
             # Decided again now: an upstream stage that just finished has real digests.
-            turn = group.from_main(lambda: _announce(p, stage))
+            turn = group.rank0_shares(lambda: _announce(p, stage))
             taken[stage.name] = _run_one(p, stage, turn)
             if torch.cuda.is_available():
                 torch.cuda.empty_cache()
                 print("✓ Cleared GPU cache")
     finally:
         p.log.close()
-    group.on_main(lambda: _finish(cfg, p.tracker))
+    group.rank0_only(lambda: _finish(cfg, p.tracker))
     return taken
 
 
@@ -242,7 +242,7 @@ def _train(p: _Pipeline, stage: StageSpec, turn: _Turn) -> None:
         return restore_problem(task, stage.name, stage.index, settings, state, p.ctx.device)
 
     resume_from = decision.from_step if decision.action == CONTINUE else None
-    opened = group.from_main(lambda: ckpt.load(turn.identity, p.log, total_steps, resume_from, check))
+    opened = group.rank0_shares(lambda: ckpt.load(turn.identity, p.log, total_steps, resume_from, check))
     start = opened.resume["step"] if opened.resume else 0
     ckpt.begin(opened, p.acct.stage(stage.name, start) if p.acct is not None else NullMeter())
     warn = _warner(p, stage)
@@ -257,7 +257,7 @@ def _train(p: _Pipeline, stage: StageSpec, turn: _Turn) -> None:
         global_offset=_global_offset(cfg, p.ctx, stage), resume=opened.resume, group=group, warn=warn,
     )
     trainer = _fit(Trainer(task, run), p, stage, ckpt)
-    group.on_main(lambda: _complete(p, stage, trainer, task, opened, ckpt))
+    group.rank0_only(lambda: _complete(p, stage, trainer, task, opened, ckpt))
 
 
 def _policy(cfg: Config, acct: Optional[RunAccounting]) -> SavePolicy:
@@ -283,7 +283,7 @@ def _fit(trainer: Trainer, p: _Pipeline, stage: StageSpec, ckpt: Checkpointer) -
     try:
         trainer.run_to_end()
     except TrainingInterrupted:  # every rank stopped at this step (agreed), after the state was saved
-        p.group.on_main(lambda: ckpt.interrupted(trainer.pos.step, trainer.pos.epoch))
+        p.group.rank0_only(lambda: ckpt.interrupted(trainer.pos.step, trainer.pos.epoch))
         raise
     except KeyboardInterrupt:  # a second Ctrl-C: stopped at once; the last committed state stands
         ckpt.interrupted()
