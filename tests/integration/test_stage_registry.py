@@ -1,4 +1,5 @@
-"""A fifth stage is one `StageSpec` plus its task builder: planned, trained, recorded and skipped.
+"""A fifth stage is one `StageSpec` plus its task builder: planned, trained, recorded and skipped,
+also in a directory trained before it was declared.
 
 The toy stage is declared in a small driver script before the CLI is imported
 (the config schema, the file names and the `--stage` choices derive from
@@ -12,7 +13,7 @@ import subprocess
 import sys
 import textwrap
 
-from tests.helpers import REPO, checkpoint_dir, write_config
+from tests.helpers import REPO, checkpoint_dir, merge, train, write_config
 
 TOY_TASK = '''
 from ups.models.build import build_operator, build_steady_prior
@@ -53,13 +54,16 @@ def run(tmp_path, config, *args):
                           cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
 
 
-def test_a_registered_fifth_stage_is_planned_trained_and_then_skipped(tmp_path):
+def test_a_fifth_stage_added_to_a_trained_run_is_planned_trained_and_then_skipped(tmp_path):
     off = {"epochs": 0}
-    config = write_config(tmp_path, extra={"stages": {"diff_residual": off, "consistency_distill": off,
-                                                      "steady_prior": off, "toy": {"epochs": 1}}})
+    only_operator = {"stages": {"diff_residual": off, "consistency_distill": off, "steady_prior": off}}
+    base = write_config(tmp_path, extra=only_operator)
+    train(base, "--stage", "all", check=True)  # a run made before the stage existed
+    config = write_config(tmp_path, extra=merge(only_operator, {"stages": {"toy": {"epochs": 1}}}), name="toy.yaml")
+
     first = run(tmp_path, config, "--stage", "all", "--auto-resume")
     assert first.returncode == 0, first.stdout[-2000:] + first.stderr[-2000:]
-    assert "STAGE 1/5: Training Operator" in first.stdout
+    assert "STAGE 1/5: Skipping Operator" in first.stdout  # verified, not retrained
     assert "  5/5 toy" in first.stdout and "STAGE 5/5: Training Toy Prior" in first.stdout
     ckpt = checkpoint_dir(config)
     status = json.loads((ckpt / "stage_status.json").read_text())
