@@ -1,4 +1,4 @@
-"""The one training loop, shared by all four stages, resumable down to the step.
+"""The one training loop, shared by every stage, resumable down to the step.
 
 Everything that decides the next weights lives in the resumable state: model,
 optimizer, LR schedule, EMA, grad scaler, the stage's noise generator, the
