@@ -112,7 +112,7 @@ BREAKDOWN = """
 import time
 t0 = time.perf_counter(); import torch
 t1 = time.perf_counter(); import torch._dynamo
-t2 = time.perf_counter(); import ups.training.session, ups.training.runner, ups.training.tasks
+t2 = time.perf_counter(); import ups.job, ups.pipeline.runner, ups.training.tasks
 t3 = time.perf_counter(); print(t1 - t0, t2 - t1, t3 - t2)
 """
 

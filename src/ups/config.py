@@ -1,4 +1,4 @@
-"""Load, validate and override the YAML config; hash the parts each stage depends on.
+"""Load, validate and override the YAML config (its identity and hashes: `ups.identity`).
 
 The config is validated once, on load, so that a typo or a negative epoch count
 fails in the first second with one line naming the key — not an hour into a run.
@@ -9,13 +9,13 @@ Sections mirror the seed's configs (`data`, `latent`, `operator.pdet`, `diffusio
 from __future__ import annotations
 
 import copy
-import hashlib
-import json
 from pathlib import Path
 from typing import Any, Literal, Optional, Union
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, PositiveFloat, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, PositiveFloat, ValidationError, create_model, model_validator
+
+from ups import stages
 
 from ups.errors import ConfigError
 
@@ -178,11 +178,9 @@ class StageConfig(_Section):
     grad_clip: Optional[float] = Field(None, gt=0)
 
 
-class StagesConfig(_Section):
-    operator: StageConfig = StageConfig()
-    diff_residual: StageConfig = StageConfig()
-    consistency_distill: StageConfig = StageConfig()
-    steady_prior: StageConfig = StageConfig()
+# One `stages.<name>` entry per declared stage (`ups.stages`).
+StagesConfig = create_model("StagesConfig", __base__=_Section,
+                            **{name: (StageConfig, StageConfig()) for name in stages.names()})
 
 
 class TrainingConfig(_Section):
@@ -418,23 +416,7 @@ def _one_line(text: str) -> str:
     return " ".join(text.split())
 
 
-# --- hashing ------------------------------------------------------------
+# --- identity: ups.identity (re-exported: callers import it from here) ----
 
 
-def canonical_json(obj: Any) -> str:
-    return json.dumps(obj, sort_keys=True, separators=(",", ":"), default=str)
-
-
-def digest_of(obj: Any) -> str:
-    """sha256 of an object's canonical JSON: the identity of a config subset."""
-    return hashlib.sha256(canonical_json(obj).encode()).hexdigest()
-
-
-def config_hash(cfg: Config) -> str:
-    """Hash of everything that affects results (runtime-only keys excluded)."""
-    d = cfg.as_dict()
-    for runtime_key in ("checkpoint_dir", "device", "compile", "num_threads"):
-        d["training"].pop(runtime_key, None)
-    for section in ("checkpoint", "logging", "eval"):
-        d.pop(section, None)
-    return digest_of(d)[:16]
+from ups.identity import canonical_json, config_hash, digest_of, results_config, stage_identity  # noqa: E402,F401

@@ -18,8 +18,8 @@ from tests.helpers import REPO, checkpoint_dir, write_config
 from ups.commands.common import run_main
 from ups.commands.orchestrate import main as orchestrate_main
 from ups.config import load_config
-from ups.eval import orchestrate
-from ups.eval.subprocess_train import run_forwarding_signals, train_command
+from ups.pipeline import orchestrate
+from ups.pipeline.subprocess_train import run_forwarding_signals, train_command
 from ups.resume.metadata import read_metadata
 
 SCRIPT = REPO / "scripts" / "run_fast_to_sota.py"
@@ -71,7 +71,7 @@ def _args(config: Path, **kw) -> argparse.Namespace:
 def test_force_train_retrains_from_scratch(finished_run, monkeypatch):
     config, _ = finished_run
     ran = []
-    monkeypatch.setattr("ups.eval.subprocess_train.run_forwarding_signals", lambda cmd: ran.append(cmd) or 0)
+    monkeypatch.setattr("ups.pipeline.subprocess_train.run_forwarding_signals", lambda cmd: ran.append(cmd) or 0)
     orchestrate.train(load_config(config), _args(config, force_train=True))
     assert ran and "--auto-resume" not in ran[0] and ran[0][-2:] == ["--stage", "all"]
 
@@ -106,7 +106,7 @@ def test_train_overrides_count_for_the_skip_decision(finished_run):
 def test_a_failed_training_stops_the_pipeline_with_its_exit_code(finished_run, monkeypatch, capsys):
     config, ckpt = finished_run
     (ckpt / "metadata.json").unlink()
-    monkeypatch.setattr("ups.eval.subprocess_train.run_forwarding_signals", lambda cmd: 143)
+    monkeypatch.setattr("ups.pipeline.subprocess_train.run_forwarding_signals", lambda cmd: 143)
     assert run_main(orchestrate_main, ["--train-config", str(config)]) == 143
     captured = capsys.readouterr()
     assert "training exited with code 143; rerun this command to continue" in captured.err

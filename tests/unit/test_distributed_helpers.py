@@ -5,7 +5,7 @@ import torch
 
 from ups.errors import ConfigError
 from ups.resume.policy import SavePolicy
-from ups.training.distributed import Group, Solo, world_change_notice
+from ups.parallel import Group, Solo, world_change_notice
 
 
 def rank(r, world):

@@ -154,7 +154,7 @@ def test_the_eval_split_is_eval_split_else_data_split_else_test():
 
 
 def test_eval_overlays_merge_section_by_section():
-    from ups.eval.orchestrate import merge
+    from ups.pipeline.orchestrate import merge
 
     base = {"eval": {"max_samples": 4, "plot_samples": 2}, "latent": {"dim": 16}}
     merged = merge(base, {"eval": {"max_samples": 8}})

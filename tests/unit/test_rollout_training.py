@@ -58,11 +58,11 @@ def test_rollout_loss_feeds_each_prediction_back_and_averages_the_steps():
 
 
 def test_the_rollout_length_is_part_of_the_operators_identity_and_its_default_changes_nothing():
-    from ups.config import config_from_dict
-    from ups.training.stages import STAGES, stage_config
+    from ups import stages
+    from ups.config import config_from_dict, stage_identity
 
-    op = next(s for s in STAGES if s.name == "operator")
-    one, three = (stage_config(config_from_dict({"operator": {"train_rollout_steps": k}}), op) for k in (1, 3))
+    op = stages.get("operator")
+    one, three = (stage_identity(config_from_dict({"operator": {"train_rollout_steps": k}}), op) for k in (1, 3))
     assert three["operator.train_rollout_steps"] == 3
     assert "operator.train_rollout_steps" not in one  # runs made before the setting existed stay current
     assert {k: v for k, v in three.items() if k != "operator.train_rollout_steps"} == one

@@ -58,7 +58,7 @@ def main(argv: Optional[Sequence[str]] = None, prog: str = "run_fast_to_sota.py"
     except ValueError as e:  # an unbalanced quote
         raise ConfigError(f"--train-extra-arg {args.train_extra!r}: {e}; quote each value once, "
                           "e.g. --train-extra-arg=\"--set stages.operator.epochs=3\"") from e
-    from ups.eval.orchestrate import run_fast_to_sota
+    from ups.pipeline.orchestrate import run_fast_to_sota
 
     return run_fast_to_sota(args)
 

@@ -59,7 +59,7 @@ def build_parser(prog: str = "train.py") -> argparse.ArgumentParser:
 def main(argv: Optional[Sequence[str]] = None, prog: str = "train.py") -> int:
     args = build_parser(prog).parse_args(argv)
     cfg = load_config(args.config, args.overrides)  # a bad config fails before torch is imported
-    from ups.training.session import train_from_args  # imports torch: after --help
+    from ups.job import train_from_args  # imports torch: after --help
     return train_from_args(cfg, args)
 
 

@@ -1,4 +1,4 @@
-"""Seeing a run: evaluation of checkpoints, its reports, the orchestrator.
+"""Seeing a run: evaluation of checkpoints and its reports.
 
 - `metrics`: nRMSE as PDEBench defines it (pure, tested without models);
 - `evaluation`: one-step and rollout errors of the operator, the operator with the
@@ -7,5 +7,7 @@
   stages add (CRPS, spread/skill, spectra, MMD) and whether each meets its goal;
 - `history`: per-stage loss curves from `metrics.jsonl`;
 - `plots`, `figures`, `report`: matplotlib PNGs, and the JSON / CSV / HTML report beside them;
-- `orchestrate`: `run_fast_to_sota` — validate, data, train, small and full eval.
+
+The status dashboard (`ups status`) lives in `ups.status`; the orchestrator
+(`run_fast_to_sota`) beside the pipeline it drives, in `ups.pipeline`.
 """

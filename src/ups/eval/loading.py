@@ -22,8 +22,9 @@ from ups.models.diffusion import sample_mean
 from ups.models.latent import LatentCodec
 from ups.resume.atomic import file_digest
 from ups.resume.files import load_output
+from ups import stages
 from ups.resume.layout import STAGE_CHECKPOINT
-from ups.training.context import check_architecture
+from ups.pipeline.context import check_architecture
 
 # Stages whose file can serve as the correction model, and how to build each.
 CORRECTION_BUILDERS: dict[str, Callable[[Config], nn.Module]] = {
@@ -160,5 +161,6 @@ def load_sampler(cfg: Config, path: Path, stage: str, codec: LatentCodec, device
     if obj["latent"] != codec.describe():
         raise CheckpointError(f"{path.name} was trained on other latents than the operator "
                               f"(codec {obj['latent']} vs {codec.describe()}); pass files from the same run")
-    scale = 1.0 if stage == "steady_prior" else _residual_scale(obj, path)
+    # A stage that reads no upstream samples latents themselves; the others, the operator's residual.
+    scale = _residual_scale(obj, path) if stages.get(stage).upstream else 1.0
     return Sampler(stage, _module(SAMPLER_BUILDERS[stage], obj, cfg, path, device), scale, describe_file(path, obj))

@@ -11,9 +11,10 @@ import html
 from typing import Any, Iterable, Optional
 from urllib.parse import quote
 
+from ups import stages
 from ups.eval.goodput_view import timeline_section
 
-STAGES = ("operator", "diff_residual", "consistency_distill", "steady_prior")
+STAGES = stages.names()
 ENSEMBLE_COLUMNS = (("crps", "CRPS"), ("crps_fair", "fair CRPS"), ("spread", "spread"), ("skill_rmse", "skill (RMSE)"),
                     ("spread_skill", "spread/skill"), ("nrmse_of_mean", "mean's rollout nRMSE"),
                     ("denoiser_evals_per_draw", "denoiser evals / draw"), ("seconds_per_draw", "s / draw"),
@@ -80,8 +81,7 @@ def ensemble_section(report: dict[str, Any], stage: str) -> str:
     ens = report.get("ensemble")
     if not ens or stage not in ens["methods"]:
         return '<p class="note">(not measured: no file of this stage beside the operator, or eval.ensemble_size=0)</p>'
-    names = ["operator", "diff_residual", "consistency_distill"] if stage == "consistency_distill" else \
-        ["operator", stage]
+    names = [*stages.get(stage).upstream, stage]  # the stage beside what it builds on
     rows = [[esc(n), num(ens["methods"][n]["members"])] + [num(ens["methods"][n].get(k)) for k, _ in ENSEMBLE_COLUMNS]
             for n in names if n in ens["methods"]]
     intro = (f'<p>{ens["samples"]} samples, {ens["members"]} sampled rollouts each, {ens["rollout_steps"]} steps, '

@@ -21,7 +21,7 @@ from ups.eval.protocol import ProtocolResult, table, verdict
 from ups.eval.protocol_run import OPERATOR, run_protocol
 from ups.eval.report import report_dict, write_reports
 from ups.resume.layout import METRICS_FILE
-from ups.training.context import runtime_device
+from ups.pipeline.context import runtime_device
 
 DEFAULT_SPLIT = "test"
 

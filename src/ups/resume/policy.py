@@ -18,16 +18,28 @@ class SavePolicy:
     every_seconds: Optional[float] = None
 
     def should_save(self, step: int, last_saved_step: int, seconds_since_save: float) -> bool:
-        """True when `step` (just finished) should be saved."""
-        return self.is_step_due(step, last_saved_step) or self.is_time_due(step, last_saved_step,
-                                                                             seconds_since_save)
+        """True when `step` (just finished) should be saved: `decide` for a process alone."""
+        return self.decide(step, last_saved_step, time_agreed=self.is_time_due(step, last_saved_step,
+                                                                                seconds_since_save))
+
+    def decide(self, step: int, last_saved_step: int, *, time_agreed: bool, stop: bool = False,
+               last: bool = False) -> bool:
+        """The one save decision the checkpointer acts on, after each step.
+
+        `time_agreed`: the time-based half as the group agreed it (rank 0's clock);
+        `stop`: a stop signal the group agreed on — its state is always saved;
+        `last`: the stage's final step, whose weights become its outputs instead.
+        """
+        if stop:
+            return True
+        return not last and (self.is_step_due(step, last_saved_step) or time_agreed)
 
     def is_step_due(self, step: int, last_saved_step: int) -> bool:
         """The step-based half: the same on every rank of a group, so it needs no agreement."""
         return step > last_saved_step and bool(self.every_steps) and step % self.every_steps == 0
 
     def is_time_due(self, step: int, last_saved_step: int, seconds_since_save: float) -> bool:
-        """The time-based half: a group acts on rank 0's clock (see training.distributed)."""
+        """The time-based half: a group acts on rank 0's clock (see ups.parallel)."""
         return step > last_saved_step and bool(self.every_seconds) and seconds_since_save >= self.every_seconds
 
 

@@ -83,7 +83,6 @@ class StateSaver:
         self.background = background
         self._thread: Optional[threading.Thread] = None
         self._error: Optional[BaseException] = None
-        self.last_record: Optional[dict[str, Any]] = None
         self._buffers = SnapshotBuffers()
 
     def save(self, state: dict[str, Any], *, wait: bool = False) -> None:
@@ -121,7 +120,6 @@ class StateSaver:
             record = {"file": f"{self.state_dir.name}/{path.name}", "step": step, "epoch": snap["epoch"],
                       **digest, "saved_at": utc_now()}
             self.on_committed(record)
-            self.last_record = record
             self._prune(protect=step)
         except BaseException as e:  # surfaced on the training thread by wait()
             self._error = e
@@ -141,8 +139,6 @@ class StateSaver:
 
 class NullSaver:
     """What a rank other than 0 of a torchrun group holds instead: rank 0 alone writes states."""
-
-    last_record: Optional[dict[str, Any]] = None
 
     def save(self, state: dict[str, Any], *, wait: bool = False) -> None:
         pass

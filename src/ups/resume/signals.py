@@ -30,16 +30,12 @@ class TrainingInterrupted(UpsError):
 
 
 class StopRequest:
-    """Installs the handlers; `requested` turns true when a stop signal arrives."""
+    """Installs the handlers; `signum` names the stop signal once one arrives (None before)."""
 
     def __init__(self, escalate: bool = True) -> None:
         self.signum: Optional[int] = None
         self.escalate = escalate
         self._previous: dict[int, object] = {}
-
-    @property
-    def requested(self) -> bool:
-        return self.signum is not None
 
     def install(self) -> "StopRequest":
         for sig in HANDLED:

@@ -208,7 +208,9 @@ class StageTracker:
 
     def get_all_statuses(self) -> Dict[str, StageStatus]:
         data = self._read_status()
-        return {stage: _entry(data, stage) for stage in data["stages"]}
+        # A stage declared after the file was written reads as not started.
+        names = [*self.STAGES, *(s for s in data["stages"] if s not in self.STAGES)]
+        return {stage: _entry(data, stage) for stage in names}
 
     def get_next_stage_to_run(self, cfg: Any) -> Optional[str]:
         """First stage with epochs > 0 that is not completed (`cfg`: dict or Config)."""

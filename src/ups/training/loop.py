@@ -1,4 +1,4 @@
-"""The one training loop, shared by all four stages, resumable down to the step.
+"""The one training loop, shared by every stage, resumable down to the step.
 
 Everything that decides the next weights lives in the resumable state: model,
 optimizer, LR schedule, EMA, grad scaler, the stage's noise generator, the
@@ -12,7 +12,7 @@ The loop never forces a host sync per step: losses accumulate on the device
 and are read only every `logging.log_every_steps` steps.
 
 Under torchrun the same loop runs in every rank; `run.group`
-(`ups.training.distributed`) wraps the model in DDP, hands each rank its slice
+(`ups.parallel`) wraps the model in DDP, hands each rank its slice
 of the step's global batch, keeps every rank's own noise and RNG streams in the
 saved state, and makes the ranks agree on when to stop and save. Alone, the
 group is the identity and nothing changes.
@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import contextlib
 import math
-import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Optional, Protocol
 
@@ -33,12 +32,10 @@ from ups.config import ResolvedStage
 from ups.models.ema import EMA
 from ups.resume.faults import crash_point
 from ups.resume.files import STATE_FORMAT
-from ups.resume.policy import SavePolicy
 from ups.resume.rng import capture_rng, restore_rng
-from ups.resume.saver import StateSaver
 from ups.resume.signals import StopRequest, TrainingInterrupted
-from ups.training.accounting import NullMeter
-from ups.training.distributed import Solo
+from ups.training.checkpointer import Checkpointer
+from ups.parallel import Solo
 from ups.training.guard import FiniteGuard
 
 MAX_VAL_BATCHES = 16
@@ -55,7 +52,7 @@ LossFn = Callable[[nn.Module, tuple, torch.Generator, EMA], torch.Tensor]
 
 @dataclass
 class StageTask:
-    """What a stage trains: built by `ups.training.tasks`, run by `train_stage`."""
+    """What a stage trains: built by `ups.training.tasks`, run by `Trainer`."""
 
     model: nn.Module
     loss: LossFn
@@ -66,7 +63,7 @@ class StageTask:
 
 @dataclass
 class StageRun:
-    """How to run it: settings, identity, and the resume machinery."""
+    """How to run it: settings, identity, and the checkpointer it calls after every step."""
 
     name: str
     index: int
@@ -74,8 +71,7 @@ class StageRun:
     fingerprint: str
     seed: int
     device: torch.device
-    saver: StateSaver
-    policy: SavePolicy
+    checkpointer: Checkpointer
     stop: StopRequest
     log: Any  # ups.training.metrics.MetricsLogger
     precision: str = "fp32"
@@ -84,7 +80,6 @@ class StageRun:
     global_offset: int = 0
     resume: Optional[dict[str, Any]] = None
     group: Solo = field(default_factory=lambda: Solo(torch.device("cpu")))  # a torchrun rank, or alone
-    meter: Any = field(default_factory=NullMeter)  # told of each finished step (the goodput record)
     warn: Callable[[str], None] = print  # a warning for the log and the status (e.g. a diverging loss)
 
 
@@ -124,7 +119,7 @@ def lr_lambda(warmup: int, total: int) -> Callable[[int], float]:
 
 
 class Trainer:
-    """Owns the moving parts of one stage's training; `run()` trains to the end."""
+    """Owns the moving parts of one stage's training; `run_to_end()` trains to the end."""
 
     def __init__(self, task: StageTask, run: StageRun):
         s = run.settings
@@ -144,7 +139,6 @@ class Trainer:
         self.best: dict[str, Any] = {"val_loss": None, "step": None}
         self.loss_sum = torch.zeros((), device=run.device)
         self.loss_count = 0
-        self._last_save = (0, time.monotonic())
         self.guard = FiniteGuard(run.name, run.device, run.warn)
         if run.resume is not None:
             self._restore(run.resume)
@@ -184,12 +178,13 @@ class Trainer:
         self.best = dict(st["best"])
         self.loss_sum = own["loss_sum"].to(self.run.device)
         self.loss_count = st["loss_accum"]["count"]
-        self._last_save = (self.pos.step, time.monotonic())
 
-    def save(self, wait: bool = False) -> None:
-        self.guard.check(self._last_save[0], self._weights())  # a diverged state is never saved
-        self.run.saver.save(self.state(), wait=wait)
-        self._last_save = (self.pos.step, time.monotonic())
+    def _checked_state(self) -> dict[str, Any]:
+        self.guard.check(self._last_saved(), self._weights())  # a diverged state is never saved
+        return self.state()
+
+    def _last_saved(self) -> int:
+        return self.run.checkpointer.last_saved_step
 
     # --- loop -------------------------------------------------------------
 
@@ -205,8 +200,8 @@ class Trainer:
                     bar.update(self.pos.step)
                     self._after_step()
         self.run.group.drain()
-        self.run.saver.wait()
-        self.guard.check(self._last_save[0], self._weights())  # nor recorded as the stage's output
+        self.run.checkpointer.wait()
+        self.guard.check(self._last_saved(), self._weights())  # nor recorded as the stage's output
 
     def _weights(self) -> list[torch.Tensor]:
         return [*self.model.parameters(), *self.ema.module.parameters()]
@@ -235,26 +230,25 @@ class Trainer:
     def _after_step(self) -> None:
         """Log, finish the epoch, save or stop — in that order, so a save sees a settled state."""
         run = self.run
-        run.meter.step_done(self.pos.step)
+        run.checkpointer.meter.step_done(self.pos.step)
         crash_point(f"after-step:{run.name}:{self.pos.step}")
         if self.pos.step % run.log_every == 0:
             self._log_train()
         if self.pos.batch >= self.spe:
             self._end_epoch()
-        last_step, last_time = self._last_save
-        # `asked` names the save it asks for, so a group acting a step later never saves twice.
-        asked = last_step + 1 if run.policy.is_time_due(self.pos.step, last_step, time.monotonic() - last_time) else 0
-        signum, asked = run.group.agree(run.stop.signum or 0, asked)
+        signum = run.checkpointer.save(self.pos.step, self._checked_state, last=self.pos.step >= self.total_steps,
+                                       stop=run.stop.signum or 0)
         if signum:
-            self._stop(signum)
-        due = run.policy.is_step_due(self.pos.step, last_step) or asked == last_step + 1
-        if self.pos.step < self.total_steps and due:
-            self.save()
+            raise TrainingInterrupted(
+                signum,
+                f"stage '{run.name}' interrupted at step {self.pos.step}/{self.total_steps}; state saved. "
+                "Rerun with --auto-resume to continue from here.",
+            )
 
     def _end_epoch(self) -> None:
         val = self._val_loss()
         if val is not None and not math.isfinite(val):
-            self.guard.fail(self.pos.step, self._last_save[0], f"the validation loss is {val}")
+            self.guard.fail(self.pos.step, self._last_saved(), f"the validation loss is {val}")
         self.pos.epoch += 1
         self.pos.batch = 0
         if val is not None:
@@ -262,18 +256,8 @@ class Trainer:
                 self.best = {"val_loss": val, "step": self.pos.step}
             self.run.log.log(self._record("val", val))
 
-    def _stop(self, signum: int) -> None:
-        self.save(wait=True)
-        run = self.run
-        run.group.barrier()  # no rank exits before rank 0's state is durable
-        raise TrainingInterrupted(
-            signum,
-            f"stage '{run.name}' interrupted at step {self.pos.step}/{self.total_steps}; state saved. "
-            "Rerun with --auto-resume to continue from here.",
-        )
-
     def _log_train(self) -> None:
-        self.guard.check(self._last_save[0])
+        self.guard.check(self._last_saved())
         mean = self.run.group.mean(self.loss_sum / max(self.loss_count, 1)).item()
         self.guard.watch_growth(self.pos.step, mean)
         self.loss_sum.zero_()

@@ -1,6 +1,6 @@
-"""One training session from the command line: remote download, W&B, the pipeline, cleanup.
+"""The remote side of a training job: remote download, W&B run, background sync, final flush.
 
-Everything here happens while the checkpoint directory is locked (`RunOptions.on_locked`):
+`ups.job` runs these while the checkpoint directory is locked:
 a second trainer started by mistake fails on the lock *before* it downloads over
 the first one's files or logs into its W&B run. In order:
 
@@ -18,7 +18,6 @@ the first one's files or logs into its W&B run. In order:
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import signal
 import threading
@@ -30,28 +29,10 @@ from ups.remote.download import download_checkpoint
 from ups.remote.store import NoRemoteCheckpoint, RemoteStore, open_store
 from ups.remote.takeover import check_remote_target
 from ups.remote.sync import FLUSH_SECONDS, RemoteSync
-from ups.remote.wandb_run import export_mode, finish_wandb, start_wandb, validate_resume_mode, validate_run_id
+from ups.remote.wandb_run import finish_wandb, start_wandb
 from ups.remote.wandb_store import WandbStore
 from ups.resume.signals import TrainingInterrupted
-from ups.training.runner import RunOptions, run_pipeline
 from ups.utils.checkpoint_manager import describe_download
-
-
-def train_from_args(cfg: Config, args: argparse.Namespace) -> int:
-    if args.resume_from_wandb and args.resume_from:
-        raise RemoteError("give one of --resume-from-wandb RUN_ID and --resume-from URI, not both")
-    run_id = validate_run_id(args.resume_from_wandb) if args.resume_from_wandb else None
-    mode = validate_resume_mode(args.resume_mode)
-    export_mode(cfg)  # before anything sets the SDK up: offline and disabled send nothing
-    resuming = bool(run_id or args.resume_from)
-    opts = RunOptions(stage=args.stage, auto_resume=args.auto_resume or resuming, device=args.device,
-                      config_path=args.config, config_overrides=list(getattr(args, "overrides", []) or []))
-    session = Session(cfg, opts, run_id=run_id, resume_from=args.resume_from, mode=mode,
-                      remote=args.checkpoint_remote or cfg.checkpoint.remote,
-                      take_over=getattr(args, "take_over_remote", False))
-    opts.on_locked = session.locked
-    run_pipeline(cfg, opts)
-    return 0
 
 
 @contextlib.contextmanager
@@ -75,29 +56,37 @@ def _stop_signals_noted() -> Iterator[threading.Event]:
 
 
 class Session:
-    def __init__(self, cfg: Config, opts: RunOptions, *, run_id: Optional[str], resume_from: Optional[str],
+    """The remote side of a training job: what to download first, where to log and copy to."""
+
+    def __init__(self, cfg: Config, *, run_id: Optional[str], resume_from: Optional[str],
                  mode: str, remote: Optional[str], take_over: bool = False):
-        self.cfg, self.opts, self.take_over = cfg, opts, take_over
+        self.cfg, self.take_over = cfg, take_over
         self.run_id, self.resume_from, self.mode, self.remote = run_id, resume_from, mode, remote
 
-    @contextlib.contextmanager
-    def locked(self) -> Iterator[None]:
+    def pull(self) -> Optional[RemoteStore]:
+        """Probe the remote target, download the snapshot asked for, check the target is ours:
+        returns the target store (None without `--checkpoint-remote`)."""
         target = open_store(self.remote) if self.remote else None  # a bad URI fails before anything runs
         if target is not None:
             target.probe()  # no bucket, no rights, no credentials: one line now, not after the training
         self._download()
         if target is not None:  # before the W&B run and the first upload: another run's copy stays intact
             check_remote_target(target, self.cfg.checkpoint_dir, self.take_over)
+        return target
+
+    @contextlib.contextmanager
+    def connected(self, target: Optional[RemoteStore]) -> Iterator[tuple[Any, tuple]]:
+        """The W&B run, then the background sync: yields (W&B run or None, observers of progress).
+        On the way out, whatever happened: flush the sync (bounded), finish the W&B run."""
         run = start_wandb(self.cfg, self.cfg.checkpoint_dir, run_id=None if self.mode == "never" else self.run_id,
                           resume=self.mode if (self.run_id or self.resume_from) else None)
-        self.opts.wandb_run = run
         if run is None and self.run_id:
             print(f"Note: W&B logging is off (logging.wandb / WANDB_MODE): the checkpoints of run {self.run_id} "
                   "were downloaded, but this session logs nothing to it", flush=True)
         sync = self._start_sync(target, run)
         ending, code = "failed", 1
         try:
-            yield
+            yield run, ((sync,) if sync else ())
             ending, code = "completed", 0
         except TrainingInterrupted as e:
             ending, code = "interrupted", e.exit_code
@@ -145,6 +134,4 @@ class Session:
         every = self.cfg.checkpoint.upload_every_seconds
         print(f"☁️  Keeping a remote copy at {target.description} (states every {every:g}s, "
               "completed stages at once)", flush=True)
-        sync = RemoteSync(target, self.cfg.checkpoint_dir, every)
-        self.opts.hooks.append(sync)
-        return sync.start()
+        return RemoteSync(target, self.cfg.checkpoint_dir, every).start()

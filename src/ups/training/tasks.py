@@ -1,4 +1,6 @@
-"""What each stage trains: its model, its loss, its data — and nothing about the loop.
+"""What each stage trains: its model and its loss — and nothing about the loop.
+
+Each builder gets the data its `StageSpec.data` names (train and val sources).
 
 Upstream models are loaded from the files their stage shipped (never built
 fresh: a stage must not train on a random operator because a file was
@@ -13,16 +15,15 @@ import torch.nn.functional as F
 from ups.models.build import build_diffusion, build_operator, build_steady_prior, build_student
 from ups.models.consistency import consistency_distill_loss
 from ups.models.diffusion import edm_loss
-from ups.training.context import PipelineContext
+from ups.training.batches import LatentSource
+from ups.pipeline.context import PipelineContext
 from ups.training.loop import StageTask
 
 RESIDUAL_STAT_ITEMS = 2048
 
 
-def build_operator_task(ctx: PipelineContext) -> StageTask:
-    steps = ctx.cfg.operator.train_rollout_steps
-    return StageTask(build_operator(ctx.cfg), rollout_loss, ctx.sequences("train", steps),
-                     ctx.sequences("val", steps))
+def build_operator_task(ctx: PipelineContext, train: LatentSource, val: LatentSource) -> StageTask:
+    return StageTask(build_operator(ctx.cfg), rollout_loss, train, val)
 
 
 def rollout_loss(model, batch, gen=None, ema=None):
@@ -39,7 +40,7 @@ def rollout_loss(model, batch, gen=None, ema=None):
     return total / len(targets)
 
 
-def build_diffusion_task(ctx: PipelineContext) -> StageTask:
+def build_diffusion_task(ctx: PipelineContext, train: LatentSource, val: LatentSource) -> StageTask:
     operator, _ = ctx.load_upstream("operator", build_operator)
     scale = residual_scale(ctx, operator)
     dcfg = ctx.cfg.diffusion
@@ -50,11 +51,10 @@ def build_diffusion_task(ctx: PipelineContext) -> StageTask:
             pred = operator(z0)
         return edm_loss(model, (z1 - pred) * scale, pred, gen, dcfg)
 
-    return StageTask(build_diffusion(ctx.cfg), loss, ctx.pairs("train"), ctx.pairs("val"),
-                     extra={"residual_scale": scale})
+    return StageTask(build_diffusion(ctx.cfg), loss, train, val, extra={"residual_scale": scale})
 
 
-def build_consistency_task(ctx: PipelineContext) -> StageTask:
+def build_consistency_task(ctx: PipelineContext, train: LatentSource, val: LatentSource) -> StageTask:
     operator, _ = ctx.load_upstream("operator", build_operator)
     teacher, teacher_file = ctx.load_upstream("diff_residual", build_diffusion)
     scale = float(teacher_file["extra"]["residual_scale"])
@@ -68,18 +68,17 @@ def build_consistency_task(ctx: PipelineContext) -> StageTask:
             pred = operator(z0)
         return consistency_distill_loss(model, ema.module, teacher, (z1 - pred) * scale, pred, gen, dcfg, ccfg)
 
-    return StageTask(student, loss, ctx.pairs("train"), ctx.pairs("val"), extra={"residual_scale": scale})
+    return StageTask(student, loss, train, val, extra={"residual_scale": scale})
 
 
-def build_steady_prior_task(ctx: PipelineContext) -> StageTask:
+def build_steady_prior_task(ctx: PipelineContext, train: LatentSource, val: LatentSource) -> StageTask:
     dcfg = ctx.cfg.diffusion
 
     def loss(model, batch, gen, ema):
         (z,) = batch
         return edm_loss(model, z, None, gen, dcfg)
 
-    return StageTask(build_steady_prior(ctx.cfg), loss, ctx.long_time_states("train"),
-                     ctx.long_time_states("val"))
+    return StageTask(build_steady_prior(ctx.cfg), loss, train, val)
 
 
 @torch.no_grad()

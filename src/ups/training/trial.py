@@ -20,8 +20,9 @@ import torch
 from ups.config import ResolvedStage
 from ups.resume.policy import SavePolicy
 from ups.resume.rng import capture_rng, restore_rng
-from ups.resume.saver import NullSaver
 from ups.resume.signals import StopRequest
+from ups.training.checkpointer import Checkpointer
+from ups.parallel import Solo
 from ups.training.loop import StageRun, StageTask, Trainer
 from ups.training.metrics import SilentLog
 
@@ -36,7 +37,7 @@ def restore_problem(task: StageTask, name: str, index: int, settings: ResolvedSt
         return wrong
     scratch = StageTask(model=copy.deepcopy(task.model).to(device), loss=task.loss, train=task.train, val=task.val)
     run = StageRun(name=name, index=index, settings=settings, fingerprint="", seed=0, device=device,
-                   saver=NullSaver(), policy=SavePolicy(None, None), stop=StopRequest(), log=SilentLog(),
+                   checkpointer=Checkpointer(SavePolicy(None, None), Solo(device)), stop=StopRequest(), log=SilentLog(),
                    resume=state, warn=lambda _: None)
     rng = capture_rng()
     try:

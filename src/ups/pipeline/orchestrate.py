@@ -108,8 +108,8 @@ def training_done(cfg: Config) -> tuple[bool, str]:
     from ups.resume.plan import DISABLED, SKIP
     from ups.resume.tracker import StageTracker
     from ups.resume.verify import OutputCatalog
-    from ups.training.planner import make_plan
-    from ups.training.stages import STAGES
+    from ups.pipeline.plan import make_plan
+    from ups.stages import STAGES
 
     statuses = StageTracker(cfg.checkpoint_dir, verbose=False).get_all_statuses()
     plan = make_plan(cfg, list(STAGES), statuses, OutputCatalog(cfg.checkpoint_dir), auto_resume=True)
@@ -120,7 +120,7 @@ def training_done(cfg: Config) -> tuple[bool, str]:
 
 
 def train(cfg: Config, args: argparse.Namespace) -> None:
-    from ups.eval.subprocess_train import run_forwarding_signals, train_command
+    from ups.pipeline.subprocess_train import run_forwarding_signals, train_command
 
     if args.skip_training:
         print("Skipping training (--skip-training)")

@@ -10,7 +10,7 @@ The choices, which the README's "Scaling" section states for users:
   decides each stage, writes status, metadata, metrics, states and outputs, and
   runs the hooks (uploads). What the other ranks need from that directory — each
   stage's decision, the verified resume state, the upstream stage outputs — rank 0
-  reads and broadcasts (`from_main`): every rank loads the same verified bytes,
+  reads and broadcasts (`rank0_shares`): every rank loads the same verified bytes,
   no rank reads a file another is writing, and the directory need only exist on
   rank 0's node.
 - **`batch_size` is the global batch.** Step (epoch e, batch b) takes the same
@@ -103,15 +103,15 @@ class Solo:
     def is_main(self) -> bool:
         return self.rank == 0
 
-    def on_main(self, fn: Callable[[], T]) -> Optional[T]:
+    def rank0_only(self, fn: Callable[[], T]) -> Optional[T]:
         """Run `fn` on rank 0 only; the others wait for it and stop if it fails."""
         return fn()
 
-    def from_main(self, fn: Callable[[], T]) -> T:
+    def rank0_shares(self, fn: Callable[[], T]) -> T:
         """Run `fn` on rank 0; every rank gets its result (or stops with its error)."""
         return fn()
 
-    def main_first(self, fn: Callable[[], T]) -> T:
+    def rank0_first(self, fn: Callable[[], T]) -> T:
         """Run `fn` on rank 0, then (once it succeeded) on every other rank."""
         return fn()
 
@@ -196,7 +196,7 @@ class Group(Solo):
 
     # --- rank 0's sections ------------------------------------------------
 
-    def on_main(self, fn: Callable[[], T]) -> Optional[T]:
+    def rank0_only(self, fn: Callable[[], T]) -> Optional[T]:
         if not self.is_main:
             self._receive()
             return None
@@ -204,16 +204,16 @@ class Group(Solo):
         self._send((True, None))
         return result
 
-    def from_main(self, fn: Callable[[], T]) -> T:
+    def rank0_shares(self, fn: Callable[[], T]) -> T:
         if not self.is_main:
             return self._receive()
         result = self._run_main(fn)
         self._send((True, result))
         return result
 
-    def main_first(self, fn: Callable[[], T]) -> T:
+    def rank0_first(self, fn: Callable[[], T]) -> T:
         done: list[T] = []
-        self.on_main(lambda: done.append(fn()))
+        self.rank0_only(lambda: done.append(fn()))
         return done[0] if done else fn()
 
     def _run_main(self, fn: Callable[[], T]) -> T:

@@ -9,27 +9,28 @@ from __future__ import annotations
 
 from typing import Any, Iterable
 
-from ups.config import Config
+from ups import stages
+from ups.config import Config, stage_identity
 from ups.resume.adopt import unrecorded_output_problems
 from ups.resume.plan import CONTINUE, DISABLED, RUN, SKIP, Decision, StageFacts, decide, fingerprint
 from ups.resume.tracker import StageStatus
 from ups.resume.verify import OutputCatalog
-from ups.training.stages import STAGES, StageDef, stage_config
+from ups.stages import StageSpec
 
 ACTION_LABEL = {SKIP: "skip", CONTINUE: "continue", RUN: "run", DISABLED: "off"}
 
 
 def stage_facts(
-    cfg: Config, stage: StageDef, entry: StageStatus, catalog: OutputCatalog, pending: Iterable[str]
+    cfg: Config, stage: StageSpec, entry: StageStatus, catalog: OutputCatalog, pending: Iterable[str]
 ) -> StageFacts:
     """Facts for `decide`; `pending` names upstream stages that will be retrained first."""
-    config = stage_config(cfg, stage)
-    pending = tuple(u for u in stage.depends_on if u in set(pending))
+    config = stage_identity(cfg, stage)
+    pending = tuple(u for u in stage.upstream if u in set(pending))
     fp = None if pending else upstream_fingerprint(config, stage, catalog)
     completed = entry.status == "completed"
     problems: list[str] = catalog.problems(entry.outputs) if completed and entry.outputs else []
     if completed and not entry.outputs and not pending:  # nothing recorded to verify: load the files
-        problems = unrecorded_output_problems(cfg.checkpoint_dir, stage.name, stage.outputs, fp)
+        problems = unrecorded_output_problems(cfg.checkpoint_dir, stage.name, stage.files, fp)
     return StageFacts(
         name=stage.name,
         epochs=cfg.stage(stage.name).epochs,
@@ -46,13 +47,13 @@ def stage_facts(
     )
 
 
-def upstream_fingerprint(config: dict[str, Any], stage: StageDef, catalog: OutputCatalog) -> str:
-    upstream = {u: catalog.shas(BY_NAME[u].outputs) for u in stage.depends_on}
+def upstream_fingerprint(config: dict[str, Any], stage: StageSpec, catalog: OutputCatalog) -> str:
+    upstream = {u: catalog.shas(stages.get(u).files) for u in stage.upstream}
     return fingerprint(config, upstream)
 
 
 def make_plan(
-    cfg: Config, selected: list[StageDef], statuses: dict[str, StageStatus], catalog: OutputCatalog,
+    cfg: Config, selected: list[StageSpec], statuses: dict[str, StageStatus], catalog: OutputCatalog,
     auto_resume: bool,
 ) -> list[Decision]:
     """Decide every selected stage in order; a stage that will run makes its dependants pending."""
@@ -69,9 +70,7 @@ def make_plan(
 def format_plan(decisions: list[Decision]) -> list[str]:
     lines = ["Resume plan:"]
     for d in decisions:
-        index = BY_NAME[d.stage].index
-        lines.append(f"  {index}/4 {d.stage:<20} {ACTION_LABEL[d.action]:<9} {d.reason}")
+        index = stages.get(d.stage).index
+        lines.append(f"  {index}/{stages.count()} {d.stage:<20} {ACTION_LABEL[d.action]:<9} {d.reason}")
     return lines
 
-
-BY_NAME = {s.name: s for s in STAGES}

@@ -6,7 +6,7 @@ downstream stage in another process sees the same latents.
 
 Under torchrun each rank builds its own context; upstream stage outputs reach
 the ranks through `share` (rank 0 reads the file, every rank gets its content:
-see `ups.training.distributed`).
+see `ups.parallel`).
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ from typing import Any, Callable, Optional
 import torch
 from torch import nn
 
+from ups import stages
 from ups.config import Config
 from ups.data.burgers import ensure_data
 from ups.data.pdebench import FieldSplit, field_stats, open_split
@@ -25,13 +26,7 @@ from ups.errors import CheckpointError, ConfigError, DataError
 from ups.models.build import architecture, build_codec
 from ups.models.latent import LatentCodec
 from ups.resume.files import load_output
-from ups.resume.layout import STAGE_CHECKPOINT
 from ups.training.batches import LatentSource, tail_start
-
-# Which entry of `architecture(cfg)` describes each stage's model.
-STAGE_MODEL = {"operator": "operator", "diff_residual": "diffusion",
-               "consistency_distill": "student", "steady_prior": "steady_prior"}
-
 
 def runtime_device(cfg: Config, override: Optional[str] = None) -> torch.device:
     """Apply the config's runtime settings (CPU threads) and pick the device."""
@@ -112,9 +107,26 @@ class PipelineContext:
             )
         return self._sources[key]
 
+    def source(self, kind: str, split: str) -> LatentSource:
+        """What a stage reads (its `StageSpec.data`) from `train` or `val`."""
+        if kind == stages.SEQUENCES:
+            return self.sequences(split, self.cfg.operator.train_rollout_steps)
+        if kind == stages.STATES:
+            return self.long_time_states(split)
+        return self.pairs(split)
+
+    def n_items(self, kind: str, split: str) -> int:
+        """Items of `source(kind, split)`, without encoding a split only to count it."""
+        if kind == stages.SEQUENCES:
+            # Rollout sequences: fewer start times than pairs (see LatentSource).
+            steps = self.cfg.operator.train_rollout_steps
+            fs: FieldSplit = getattr(self, split)
+            return self.pairs(split).n_items - len(fs) * (steps - 1) * self.cfg.data.time_stride
+        return self.source(kind, split).n_items
+
     def load_upstream(self, stage: str, build: Callable[[Config], nn.Module]) -> tuple[nn.Module, dict]:
         """The EMA weights an upstream stage shipped, frozen, checked against the config."""
-        path = self.checkpoint_dir / STAGE_CHECKPOINT[stage]
+        path = self.checkpoint_dir / stages.get(stage).checkpoint
         obj = self.share(lambda: load_output(path, stage))
         check_architecture(obj, self.cfg, stage, path)
         model = build(self.cfg)
@@ -128,7 +140,7 @@ class PipelineContext:
 
 def check_architecture(obj: dict, cfg: Config, stage: str, path: Path) -> None:
     """A clear error when weights were trained with other shapes than the config asks for."""
-    kind = STAGE_MODEL[stage]
+    kind = stages.get(stage).model
     want = architecture(cfg)[kind]
     have = (obj.get("architecture") or {})
     diffs = [f"{k}={have.get(k)!r} in the file vs {v!r} in the config" for k, v in want.items() if have.get(k) != v]
