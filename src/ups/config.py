@@ -17,7 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field, PositiveFloat, ValidationErro
 
 from ups import stages
 
-from ups.errors import ConfigError
+from ups.errors import ConfigError, one_line
 
 SPLITS = ("train", "val", "test")
 DEFAULT_CHECKPOINT_DIR = "checkpoints"  # relative to the working directory
@@ -365,7 +365,7 @@ def read_yaml(path: str | Path) -> dict[str, Any]:
     except UnicodeDecodeError as e:
         raise ConfigError(f"{path}: not UTF-8 text (byte {e.start}); save the config as UTF-8 YAML") from e
     except yaml.YAMLError as e:
-        raise ConfigError(f"{path}: not valid YAML: {_one_line(str(e))}") from e
+        raise ConfigError(f"{path}: not valid YAML: {one_line(str(e), whole=True)}") from e
     if not isinstance(raw, dict):
         raise ConfigError(f"{path}: top level must be a mapping of sections, got {type(raw).__name__}")
     return raw
@@ -410,10 +410,6 @@ def apply_overrides(raw: dict[str, Any], overrides: list[str] | tuple[str, ...])
             node = child
         node[parts[-1]] = value
     return out
-
-
-def _one_line(text: str) -> str:
-    return " ".join(text.split())
 
 
 # --- identity: ups.identity (re-exported: callers import it from here) ----

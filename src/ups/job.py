@@ -30,7 +30,7 @@ from ups.resume.signals import StopRequest
 from ups.resume.tracker import StageTracker
 from ups.pipeline.context import runtime_device
 from ups.pipeline.runner import RunOptions, run_pipeline
-from ups.training.session import Session
+from ups.remote.session import Session
 
 
 def train_from_args(cfg: Config, args: argparse.Namespace) -> int:

@@ -43,7 +43,7 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
-from ups.errors import ConfigError, DistributedError, UpsError
+from ups.errors import ConfigError, DistributedError, UpsError, one_line
 from ups.resume.rng import seed_everything
 from ups.resume.saver import snapshot
 from ups.resume.signals import TrainingInterrupted
@@ -189,7 +189,7 @@ class Group(Solo):
             control = dist.new_group(backend="gloo", timeout=timeout)
         except Exception as e:
             raise DistributedError(
-                f"rank {rank} of {world}: could not join the torchrun group over {backend} ({_first_line(e)}); "
+                f"rank {rank} of {world}: could not join the torchrun group over {backend} ({one_line(e)}); "
                 "check --rdzv-endpoint / MASTER_ADDR:MASTER_PORT and that every node runs the same command"
             ) from e
         return cls(device, rank, world, control, store)
@@ -221,7 +221,7 @@ class Group(Solo):
             return fn()
         except BaseException as e:
             with contextlib.suppress(Exception):  # the others may be gone already
-                self._send((False, (_first_line(e), int(getattr(e, "exit_code", 1)))))
+                self._send((False, (one_line(e), int(getattr(e, "exit_code", 1)))))
             raise
 
     def _receive(self) -> Any:
@@ -328,12 +328,12 @@ class Group(Solo):
         return DistributedError(
             f"rank {self.rank} of {self.world_size}: lost contact with the other processes {where}: "
             f"{causes or 'another rank failed or was killed (see its log)'}. The last saved state is intact: "
-            f"torchrun --max-restarts restarts the group from it, or rerun with --auto-resume. ({_first_line(error)})")
+            f"torchrun --max-restarts restarts the group from it, or rerun with --auto-resume. ({one_line(error)})")
 
     def report_failure(self, error: BaseException) -> None:
         """Leave this rank's error where the others look when they lose it (best effort)."""
         with contextlib.suppress(Exception):
-            self.store.set(f"{FAILURE_KEY}{self.rank}", f"{type(error).__name__}: {_first_line(error)}")
+            self.store.set(f"{FAILURE_KEY}{self.rank}", f"{type(error).__name__}: {one_line(error)}")
 
     def _peer_failures(self) -> list[tuple[int, str]]:
         found = []
@@ -385,6 +385,3 @@ def join(device: torch.device) -> Iterator[Solo]:
     group.close(clean=True)
 
 
-def _first_line(error: BaseException) -> str:
-    text = str(error).strip()
-    return text.splitlines()[0] if text else type(error).__name__

@@ -21,6 +21,9 @@ DPI = 100
 BASELINE_STYLE = {"linestyle": "--", "linewidth": 1.3}
 BASELINE_COLORS = ("tab:gray", "tab:brown", "tab:olive", "tab:cyan", "tab:pink")
 TRUTH_STYLE = {"color": "black", "linewidth": 1.6, "label": "true"}
+# The method label of the ensemble's one deterministic member (ups.eval.ensemble.OPERATOR: the
+# operator's own rollout): a method name, not a stage; its CRPS is its MAE and it has no spread.
+DETERMINISTIC = "operator"
 COLORS = {"operator": "tab:blue", "operator+diffusion": "tab:purple", "diff_residual": "tab:red",
           "consistency_distill": "tab:green", "steady_prior": "tab:red", "gaussian_fit": "tab:orange",
           "train_states": "tab:gray", "held_out": "black"}
@@ -61,9 +64,9 @@ def ensemble_png(methods: Mapping[str, Mapping[str, Sequence[float]]], spread_ra
     left, right = fig.add_subplot(1, 2, 1), fig.add_subplot(1, 2, 2)
     for name, curves in methods.items():
         steps = range(1, len(curves["crps"]) + 1)
-        label = f"{name} (MAE)" if name == "operator" else name
+        label = f"{name} (MAE)" if name == DETERMINISTIC else name
         left.plot(steps, _positive(curves["crps"]), label=label, color=COLORS.get(name))
-        if name != "operator":
+        if name != DETERMINISTIC:
             right.plot(steps, curves["spread_skill"], label=name, color=COLORS.get(name))
     left.set(yscale="log", xlabel="rollout step", ylabel="CRPS of u", title="CRPS vs rollout step")
     right.axhspan(*spread_range, color="tab:green", alpha=0.12, label=f"goal {spread_range}")

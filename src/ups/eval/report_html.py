@@ -77,6 +77,11 @@ def operator_section(report: dict[str, Any]) -> str:
             + image(report, "fields"))
 
 
+# The stages sampled around the first stage's rollout (those reading it first), in pipeline
+# order; the ensemble figure draws all of them, so it goes once, under the first one's section.
+SAMPLED = tuple(s.name for s in stages.STAGES if s.upstream[:1] == (stages.STAGES[0].name,))
+
+
 def ensemble_section(report: dict[str, Any], stage: str) -> str:
     ens = report.get("ensemble")
     if not ens or stage not in ens["methods"]:
@@ -87,7 +92,7 @@ def ensemble_section(report: dict[str, Any], stage: str) -> str:
     intro = (f'<p>{ens["samples"]} samples, {ens["members"]} sampled rollouts each, {ens["rollout_steps"]} steps, '
              f'on {esc(ens["device"])}. {esc(report["ensemble_definition"])}.</p>')
     return intro + table(["method", "members", *[label for _, label in ENSEMBLE_COLUMNS]], rows) + \
-        (image(report, "ensemble") if stage == "diff_residual" else "")
+        (image(report, "ensemble") if stage == SAMPLED[0] else "")
 
 
 def prior_section(report: dict[str, Any]) -> str:

@@ -29,13 +29,11 @@ from ups.stages import StageSpec
 from ups.errors import MissingUpstreamError
 from ups.models.build import architecture
 from ups.resume.files import OUTPUT_FORMAT, save_torch
-from ups.resume.layout import STATE_DIR
 from ups.resume.metadata import update_metadata
 from ups.resume.plan import CONTINUE, DISABLED, RUN, SKIP, Decision, decide
 from ups.resume.interval import AdaptiveSavePolicy
 from ups.resume.policy import SavePolicy
 from ups.resume.rng import seed_everything
-from ups.resume.saver import StateSaver
 from ups.resume.signals import StopRequest, TrainingInterrupted
 from ups.resume.tracker import StageTracker, utc_now
 from ups.resume.verify import OutputCatalog
@@ -43,7 +41,7 @@ from ups.training.accounting import NullMeter, RunAccounting
 from ups.training.checkpointer import Checkpointer, Opened
 from ups.pipeline.context import PipelineContext
 from ups.parallel import Solo, restart_count
-from ups.training.loop import StageRun, StageTask, Trainer, steps_per_epoch
+from ups.training.loop import StageTraining, StageTask, Trainer, steps_per_epoch
 from ups.training.metrics import MetricsLogger, SilentLog
 from ups.pipeline.plan import format_plan, make_plan, stage_facts
 from ups.training.trial import restore_problem
@@ -184,12 +182,13 @@ def _announce(p: _Pipeline, stage: StageSpec) -> _Turn:
     decision = decide(facts, p.auto_resume)
     turn = _Turn(decision, (facts.fingerprint, facts.config))
     if decision.action in (SKIP, DISABLED):
+        # "(epochs<=0)" for a completed stage too: the spec asserts this banner literally (it sets epochs=0 for them)
         banner(f"STAGE {stage.index}/{stages.count()}: Skipping {stage.title} (epochs<=0)")
         if decision.action == SKIP:
             print(f"  {stage.name}: {decision.reason}")
             if decision.record_digests:
                 _record_checked_outputs(p, stage, turn.identity)
-            StateSaver(p.cfg.checkpoint_dir / STATE_DIR / stage.name, None).clear()  # states a kill left
+            Checkpointer.discard_states(stage, p.cfg)
         return turn
     banner(f"STAGE {stage.index}/{stages.count()}: {stage.train_banner}")
     print(f"  {stage.name}: {decision.reason}", flush=True)
@@ -250,13 +249,13 @@ def _train(p: _Pipeline, stage: StageSpec, turn: _Turn) -> None:
         warn(f"stage '{stage.name}': batch_size {settings.batch_size} is larger than its {task.train.n_items} "
              f"training items, so every step uses all of them; set stages.{stage.name}.batch_size "
              f"<= {task.train.n_items} to silence this")
-    run = StageRun(
+    training = StageTraining(
         name=stage.name, index=stage.index, settings=settings, fingerprint=opened.fingerprint,
         seed=cfg.training.seed, device=p.ctx.device, checkpointer=ckpt, stop=p.stop, log=p.log,
         precision=cfg.training.precision, compile=cfg.training.compile, log_every=cfg.logging.log_every_steps,
         global_offset=_global_offset(cfg, p.ctx, stage), resume=opened.resume, group=group, warn=warn,
     )
-    trainer = _fit(Trainer(task, run), p, stage, ckpt)
+    trainer = _fit(Trainer(task, training), p, stage, ckpt)
     group.rank0_only(lambda: _complete(p, stage, trainer, task, opened, ckpt))
 
 
@@ -281,7 +280,7 @@ def _complete(p: _Pipeline, stage: StageSpec, trainer: Trainer, task: StageTask,
 
 def _fit(trainer: Trainer, p: _Pipeline, stage: StageSpec, ckpt: Checkpointer) -> Trainer:
     try:
-        trainer.run_to_end()
+        trainer.train_to_end()
     except TrainingInterrupted:  # every rank stopped at this step (agreed), after the state was saved
         p.group.rank0_only(lambda: ckpt.interrupted(trainer.pos.step, trainer.pos.epoch))
         raise

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any, Optional
 
 from ups.config import digest_of
+from ups.errors import one_line
 
 SKIP, CONTINUE, RUN, DISABLED = "skip", "continue", "run", "disabled"
 
@@ -115,5 +116,4 @@ def _names(stages: tuple[str, ...]) -> str:
 
 
 def _short(text: Optional[str], limit: int = 80) -> str:
-    text = (text or "error").strip().splitlines()[0] if text else "error"
-    return text if len(text) <= limit else text[: limit - 1] + "…"
+    return one_line(text or "", limit=limit) or "error"

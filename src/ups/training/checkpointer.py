@@ -67,6 +67,11 @@ class Checkpointer:
                                     keep=cfg.checkpoint.keep)
         return ckpt
 
+    @staticmethod
+    def discard_states(stage: StageSpec, cfg: Config) -> None:
+        """Drop the resumable states a kill left for a stage that will not train (rank 0)."""
+        StateSaver(cfg.checkpoint_dir / STATE_DIR / stage.name, None).clear()
+
     # --- start --------------------------------------------------------------
 
     def load(self, identity: tuple[str, dict[str, Any]], log: Any, total_steps: int, resume_from: Optional[int],

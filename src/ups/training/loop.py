@@ -11,7 +11,7 @@ never having stopped.
 The loop never forces a host sync per step: losses accumulate on the device
 and are read only every `logging.log_every_steps` steps.
 
-Under torchrun the same loop runs in every rank; `run.group`
+Under torchrun the same loop runs in every rank; `StageTraining.group`
 (`ups.parallel`) wraps the model in DDP, hands each rank its slice
 of the step's global batch, keeps every rank's own noise and RNG streams in the
 saved state, and makes the ranks agree on when to stop and save. Alone, the
@@ -52,7 +52,7 @@ LossFn = Callable[[nn.Module, tuple, torch.Generator, EMA], torch.Tensor]
 
 @dataclass
 class StageTask:
-    """What a stage trains: built by `ups.training.tasks`, run by `Trainer`."""
+    """What a stage trains: built by `ups.training.tasks`, trained by `Trainer`."""
 
     model: nn.Module
     loss: LossFn
@@ -62,8 +62,8 @@ class StageTask:
 
 
 @dataclass
-class StageRun:
-    """How to run it: settings, identity, and the checkpointer it calls after every step."""
+class StageTraining:
+    """How a stage's training goes: settings, identity, and the checkpointer it calls after every step."""
 
     name: str
     index: int
@@ -119,43 +119,43 @@ def lr_lambda(warmup: int, total: int) -> Callable[[int], float]:
 
 
 class Trainer:
-    """Owns the moving parts of one stage's training; `run_to_end()` trains to the end."""
+    """Owns the moving parts of one stage's training; `train_to_end()` trains to the end."""
 
-    def __init__(self, task: StageTask, run: StageRun):
-        s = run.settings
-        self.task, self.run = task, run
-        self.model = task.model.to(run.device)
-        wrapped = run.group.wrap(self.model)
-        self.forward_model = torch.compile(wrapped) if run.compile else wrapped
+    def __init__(self, task: StageTask, training: StageTraining):
+        s = training.settings
+        self.task, self.training = task, training
+        self.model = task.model.to(training.device)
+        wrapped = training.group.wrap(self.model)
+        self.forward_model = torch.compile(wrapped) if training.compile else wrapped
         self.spe = steps_per_epoch(task.train.n_items, s.batch_size)
         self.total_steps = s.epochs * self.spe
         self.opt = torch.optim.AdamW(self.model.parameters(), lr=s.lr, weight_decay=s.weight_decay)
         self.sched = torch.optim.lr_scheduler.LambdaLR(self.opt, lr_lambda(s.warmup_steps, self.total_steps))
         self.ema = EMA(self.model, s.ema_decay)
-        noise_seed = run.group.rank_seed(_mix(run.seed, run.index, 7919))
-        self.gen = torch.Generator(device=run.device).manual_seed(noise_seed)
-        self.scaler = torch.amp.GradScaler(run.device.type, enabled=run.precision == "fp16")
+        noise_seed = training.group.rank_seed(_mix(training.seed, training.index, 7919))
+        self.gen = torch.Generator(device=training.device).manual_seed(noise_seed)
+        self.scaler = torch.amp.GradScaler(training.device.type, enabled=training.precision == "fp16")
         self.pos = Position()
         self.best: dict[str, Any] = {"val_loss": None, "step": None}
-        self.loss_sum = torch.zeros((), device=run.device)
+        self.loss_sum = torch.zeros((), device=training.device)
         self.loss_count = 0
-        self.guard = FiniteGuard(run.name, run.device, run.warn)
-        if run.resume is not None:
-            self._restore(run.resume)
+        self.guard = FiniteGuard(training.name, training.device, training.warn)
+        if training.resume is not None:
+            self._restore(training.resume)
 
     # --- state ------------------------------------------------------------
 
     def state(self) -> dict[str, Any]:
         return {
-            "format": STATE_FORMAT, "stage": self.run.name, "fingerprint": self.run.fingerprint,
+            "format": STATE_FORMAT, "stage": self.training.name, "fingerprint": self.training.fingerprint,
             "step": self.pos.step, "epoch": self.pos.epoch, "batch_in_epoch": self.pos.batch,
             "total_steps": self.total_steps,
             "model": self.model.state_dict(), "ema": self.ema.state_dict(),
             "optimizer": self.opt.state_dict(), "scheduler": self.sched.state_dict(),
             "scaler": self.scaler.state_dict(), "generator": self.gen.get_state(), "rng": capture_rng(),
             "best": dict(self.best),
-            "loss_accum": {"sum": self.run.group.mean(self.loss_sum), "count": self.loss_count},
-            **self.run.group.rank_states(self._rank_state()),  # in a group: each rank's own streams and sum
+            "loss_accum": {"sum": self.training.group.mean(self.loss_sum), "count": self.loss_count},
+            **self.training.group.rank_states(self._rank_state()),  # in a group: each rank's own streams and sum
         }
 
     def _rank_state(self) -> dict[str, Any]:
@@ -168,15 +168,16 @@ class Trainer:
         self.opt.load_state_dict(st["optimizer"])
         self.sched.load_state_dict(st["scheduler"])
         self.scaler.load_state_dict(st["scaler"])
-        mine = self.run.group.own_state(st)
+        mine = self.training.group.own_state(st)
         own = mine or {"generator": st["generator"], "rng": st["rng"], "loss_sum": st["loss_accum"]["sum"]}
         self.gen.set_state(own["generator"].to(self.gen.get_state().device))
         restore_rng(own["rng"])
         self.pos = Position(epoch=st["epoch"], batch=st["batch_in_epoch"], step=st["step"])
-        if mine is None and self.run.group.rank:  # a rank the saving group did not have
-            self.gen.manual_seed(self.run.group.rank_seed(_mix(self.run.seed, self.run.index, 7919, self.pos.step)))
+        if mine is None and self.training.group.rank:  # a rank the saving group did not have
+            t = self.training
+            self.gen.manual_seed(t.group.rank_seed(_mix(t.seed, t.index, 7919, self.pos.step)))
         self.best = dict(st["best"])
-        self.loss_sum = own["loss_sum"].to(self.run.device)
+        self.loss_sum = own["loss_sum"].to(self.training.device)
         self.loss_count = st["loss_accum"]["count"]
 
     def _checked_state(self) -> dict[str, Any]:
@@ -184,39 +185,39 @@ class Trainer:
         return self.state()
 
     def _last_saved(self) -> int:
-        return self.run.checkpointer.last_saved_step
+        return self.training.checkpointer.last_saved_step
 
     # --- loop -------------------------------------------------------------
 
-    def run_to_end(self) -> None:
-        s, run = self.run.settings, self.run
-        with self.run.log.progress(run.name, self.total_steps, self.pos.step) as bar:
+    def train_to_end(self) -> None:
+        s, training = self.training.settings, self.training
+        with self.training.log.progress(training.name, self.total_steps, self.pos.step) as bar:
             while self.pos.epoch < s.epochs:
-                order = epoch_order(self.task.train.n_items, run.seed, run.index, self.pos.epoch)
-                order = order.to(run.device)
+                order = epoch_order(self.task.train.n_items, training.seed, training.index, self.pos.epoch)
+                order = order.to(training.device)
                 epoch = self.pos.epoch
                 while self.pos.epoch == epoch:  # _after_step moves to the next epoch
                     self._step(order)
                     bar.update(self.pos.step)
                     self._after_step()
-        self.run.group.drain()
-        self.run.checkpointer.wait()
+        self.training.group.drain()
+        self.training.checkpointer.wait()
         self.guard.check(self._last_saved(), self._weights())  # nor recorded as the stage's output
 
     def _weights(self) -> list[torch.Tensor]:
         return [*self.model.parameters(), *self.ema.module.parameters()]
 
     def _step(self, order: torch.Tensor) -> None:
-        bs, b = self.run.settings.batch_size, self.pos.batch
+        bs, b = self.training.settings.batch_size, self.pos.batch
         idx = order[b * bs:(b + 1) * bs] if self.task.train.n_items >= bs else order
-        batch = self.task.train.batch(self.run.group.shard(idx))
+        batch = self.task.train.batch(self.training.group.shard(idx))
         self.model.train()
         with self._autocast():
             loss = self.task.loss(self.forward_model, batch, self.gen, self.ema)
         self.opt.zero_grad(set_to_none=True)
         self.scaler.scale(loss).backward()
         self.scaler.unscale_(self.opt)
-        norm = nn.utils.clip_grad_norm_(self.model.parameters(), self.run.settings.grad_clip)
+        norm = nn.utils.clip_grad_norm_(self.model.parameters(), self.training.settings.grad_clip)
         self.guard.observe(self.pos.step + 1, loss.detach(), None if self.scaler.is_enabled() else norm)
         self.scaler.step(self.opt)
         self.scaler.update()
@@ -229,19 +230,19 @@ class Trainer:
 
     def _after_step(self) -> None:
         """Log, finish the epoch, save or stop — in that order, so a save sees a settled state."""
-        run = self.run
-        run.checkpointer.meter.step_done(self.pos.step)
-        crash_point(f"after-step:{run.name}:{self.pos.step}")
-        if self.pos.step % run.log_every == 0:
+        training = self.training
+        training.checkpointer.meter.step_done(self.pos.step)
+        crash_point(f"after-step:{training.name}:{self.pos.step}")
+        if self.pos.step % training.log_every == 0:
             self._log_train()
         if self.pos.batch >= self.spe:
             self._end_epoch()
-        signum = run.checkpointer.save(self.pos.step, self._checked_state, last=self.pos.step >= self.total_steps,
-                                       stop=run.stop.signum or 0)
+        signum = training.checkpointer.save(self.pos.step, self._checked_state, last=self.pos.step >= self.total_steps,
+                                       stop=training.stop.signum or 0)
         if signum:
             raise TrainingInterrupted(
                 signum,
-                f"stage '{run.name}' interrupted at step {self.pos.step}/{self.total_steps}; state saved. "
+                f"stage '{training.name}' interrupted at step {self.pos.step}/{self.total_steps}; state saved. "
                 "Rerun with --auto-resume to continue from here.",
             )
 
@@ -254,20 +255,20 @@ class Trainer:
         if val is not None:
             if self.best["val_loss"] is None or val < self.best["val_loss"]:
                 self.best = {"val_loss": val, "step": self.pos.step}
-            self.run.log.log(self._record("val", val))
+            self.training.log.log(self._record("val", val))
 
     def _log_train(self) -> None:
         self.guard.check(self._last_saved())
-        mean = self.run.group.mean(self.loss_sum / max(self.loss_count, 1)).item()
+        mean = self.training.group.mean(self.loss_sum / max(self.loss_count, 1)).item()
         self.guard.watch_growth(self.pos.step, mean)
         self.loss_sum.zero_()
         self.loss_count = 0
-        self.run.log.log(self._record("train", mean))
+        self.training.log.log(self._record("train", mean))
 
     def _record(self, kind: str, loss: float) -> dict[str, Any]:
         return {
-            "stage": self.run.name, "kind": kind, "epoch": self.pos.epoch, "step": self.pos.step,
-            "global_step": self.run.global_offset + self.pos.step, "loss": loss,
+            "stage": self.training.name, "kind": kind, "epoch": self.pos.epoch, "step": self.pos.step,
+            "global_step": self.training.global_offset + self.pos.step, "loss": loss,
             "lr": self.opt.param_groups[0]["lr"],
         }
 
@@ -276,18 +277,19 @@ class Trainer:
         val = self.task.val
         if val is None or val.n_items == 0:
             return None
-        bs = self.run.settings.batch_size
-        g = torch.Generator(device=self.run.device).manual_seed(_mix(self.run.seed, self.run.index, 104729))
+        t = self.training
+        bs = t.settings.batch_size
+        g = torch.Generator(device=t.device).manual_seed(_mix(t.seed, t.index, 104729))
         model = self.ema.module
-        total = torch.zeros((), device=self.run.device)
+        total = torch.zeros((), device=self.training.device)
         n = min(MAX_VAL_BATCHES, max(1, math.ceil(val.n_items / bs)))
         for b in range(n):
-            idx = torch.arange(b * bs, min((b + 1) * bs, val.n_items), device=self.run.device)
+            idx = torch.arange(b * bs, min((b + 1) * bs, val.n_items), device=self.training.device)
             with self._autocast():
                 total += self.task.loss(model, val.batch(idx), g, self.ema).float()
         return (total / n).item()
 
     def _autocast(self):
-        if self.run.precision == "bf16":
-            return torch.autocast(self.run.device.type, dtype=torch.bfloat16)
+        if self.training.precision == "bf16":
+            return torch.autocast(self.training.device.type, dtype=torch.bfloat16)
         return contextlib.nullcontext()

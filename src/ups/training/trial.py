@@ -18,12 +18,13 @@ from typing import Any, Optional
 import torch
 
 from ups.config import ResolvedStage
+from ups.errors import one_line
 from ups.resume.policy import SavePolicy
 from ups.resume.rng import capture_rng, restore_rng
 from ups.resume.signals import StopRequest
 from ups.training.checkpointer import Checkpointer
 from ups.parallel import Solo
-from ups.training.loop import StageRun, StageTask, Trainer
+from ups.training.loop import StageTraining, StageTask, Trainer
 from ups.training.metrics import SilentLog
 
 CPU = torch.device("cpu")
@@ -36,16 +37,16 @@ def restore_problem(task: StageTask, name: str, index: int, settings: ResolvedSt
     if wrong:
         return wrong
     scratch = StageTask(model=copy.deepcopy(task.model).to(device), loss=task.loss, train=task.train, val=task.val)
-    run = StageRun(name=name, index=index, settings=settings, fingerprint="", seed=0, device=device,
-                   checkpointer=Checkpointer(SavePolicy(None, None), Solo(device)), stop=StopRequest(), log=SilentLog(),
-                   resume=state, warn=lambda _: None)
+    training = StageTraining(name=name, index=index, settings=settings, fingerprint="", seed=0, device=device,
+                             checkpointer=Checkpointer(SavePolicy(None, None), Solo(device)), stop=StopRequest(),
+                             log=SilentLog(), resume=state, warn=lambda _: None)
     rng = capture_rng()
     try:
-        trainer = Trainer(scratch, run)
+        trainer = Trainer(scratch, training)
         return _optimizer_mismatch(trainer.opt)
     except Exception as e:  # any failure to restore is a reason to set the state aside
-        text = str(e).strip().splitlines()[0] if str(e).strip() else ""
-        return f"does not restore ({type(e).__name__}{': ' + text[:160] if text else ''})"
+        text = one_line(str(e), limit=160)
+        return f"does not restore ({type(e).__name__}{': ' + text if text else ''})"
     finally:
         restore_rng(rng)
 
