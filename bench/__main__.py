@@ -1,7 +1,7 @@
 """`python -m bench [--quick] [--only KEYS] [--out DIR]`: run the measurements, write the report.
 
 The resume rows run early: their per-save cost feeds row 1's diagnosis (the
-goodput rows measure their own save and restart costs). The table is always in the issue's order. A full run writes bench/RESULTS.md and
+goodput rows measure their own save and restart costs). The table's rows are always in one fixed order. A full run writes bench/RESULTS.md and
 bench/results.json; a --quick run (the smoke test) writes into its scratch
 directory unless --out is given, so it never overwrites the committed results.
 """

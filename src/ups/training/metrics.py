@@ -111,18 +111,6 @@ class MetricsLogger:
 class SilentLog:
     """The logger of a rank other than 0 of a torchrun group: rank 0 alone writes metrics and W&B."""
 
-    def _check_regular(self) -> None:
-        """Never read or append through a symlink or a device: /dev/zero would never end."""
-        try:
-            st = os.lstat(self.path)
-        except FileNotFoundError:
-            return
-        if not stat.S_ISREG(st.st_mode):
-            kind = "a directory" if stat.S_ISDIR(st.st_mode) else "a symlink" if stat.S_ISLNK(st.st_mode) \
-                else "not a regular file"
-            raise CheckpointError(f"{self.path} is {kind}; remove it (it only holds logged losses, "
-                                  "which ups writes anew) and rerun")
-
     def log(self, record: dict[str, Any]) -> None:
         pass
 
