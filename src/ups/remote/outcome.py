@@ -64,6 +64,35 @@ class Heartbeat:
     at: str
 
 
+def new_outcome(outcome: str, *, instance_id: Optional[int], exit_code: Optional[int] = None,
+                phase: str = "", by: str = "run", action: str = "") -> Outcome:
+    """The record as of now, whichever store keeps it (a file here, a W&B summary key there)."""
+    if outcome not in OUTCOMES:
+        raise ValueError(f"outcome {outcome!r}: one of {', '.join(OUTCOMES)}")
+    now = time.time()
+    return Outcome(outcome, instance_id, exit_code, phase, by, action, now, utc_stamp(now))
+
+
+def new_heartbeat(tag: str, instance_id: Optional[int]) -> Heartbeat:
+    now = time.time()
+    return Heartbeat(tag, instance_id, now, utc_stamp(now))
+
+
+def outcome_from(record: Optional[dict]) -> Optional[Outcome]:
+    """A stored outcome record, or None when it is missing or malformed."""
+    if record is None or record.get("outcome") not in OUTCOMES:
+        return None
+    fields = Outcome.__dataclass_fields__
+    return Outcome(**{k: v for k, v in record.items() if k in fields})
+
+
+def heartbeat_from(record: Optional[dict]) -> Optional[Heartbeat]:
+    """A stored heartbeat record, or None when it is missing or malformed."""
+    if record is None or not isinstance(record.get("tag"), str):
+        return None
+    return Heartbeat(record["tag"], record.get("instance_id"), float(record.get("unix") or 0), str(record.get("at")))
+
+
 def _fs(uri: str):
     from ups.remote.fsspec_store import parse_uri  # fsspec and the store's URI rules, lazily
 
@@ -96,28 +125,18 @@ def _read(uri: str, name: str) -> Optional[dict]:
 
 def write_outcome(uri: str, outcome: str, *, instance_id: Optional[int], exit_code: Optional[int] = None,
                   phase: str = "", by: str = "run", action: str = "") -> Outcome:
-    if outcome not in OUTCOMES:
-        raise ValueError(f"outcome {outcome!r}: one of {', '.join(OUTCOMES)}")
-    now = time.time()
-    record = Outcome(outcome, instance_id, exit_code, phase, by, action, now, utc_stamp(now))
+    record = new_outcome(outcome, instance_id=instance_id, exit_code=exit_code, phase=phase, by=by, action=action)
     fs, root = _fs(uri)
     _write(fs, root, OUTCOME_FILE, asdict(record))
     return record
 
 
 def read_outcome(uri: str) -> Optional[Outcome]:
-    record = _read(uri, OUTCOME_FILE)
-    if record is None or record.get("outcome") not in OUTCOMES:
-        return None
-    fields = Outcome.__dataclass_fields__
-    return Outcome(**{k: v for k, v in record.items() if k in fields})
+    return outcome_from(_read(uri, OUTCOME_FILE))
 
 
 def read_heartbeat(uri: str) -> Optional[Heartbeat]:
-    record = _read(uri, HEARTBEAT_FILE)
-    if record is None or not isinstance(record.get("tag"), str):
-        return None
-    return Heartbeat(record["tag"], record.get("instance_id"), float(record.get("unix") or 0), str(record.get("at")))
+    return heartbeat_from(_read(uri, HEARTBEAT_FILE))
 
 
 def heartbeat_writer(store: Any) -> Callable[[Any], None]:
@@ -133,9 +152,8 @@ def heartbeat_writer(store: Any) -> Callable[[Any], None]:
     instance_id = own_instance_id()
 
     def beat(snap: Any) -> None:
-        now = time.time()
         try:
-            _write(fs, root, HEARTBEAT_FILE, asdict(Heartbeat(snap.tag, instance_id, now, utc_stamp(now))))
+            _write(fs, root, HEARTBEAT_FILE, asdict(new_heartbeat(snap.tag, instance_id)))
         except Exception:  # the heartbeat only informs the watcher; it must never stop the sync
             pass
 

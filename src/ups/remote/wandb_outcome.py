@@ -21,12 +21,12 @@ from __future__ import annotations
 
 import json
 import os
-import time
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any, Callable, Optional
 
-from ups.remote.outcome import OUTCOMES, Heartbeat, Outcome, own_instance_id, utc_stamp
+from ups.remote.outcome import (Heartbeat, Outcome, heartbeat_from, new_heartbeat, new_outcome, outcome_from,
+                                own_instance_id)
 
 OUTCOME_KEY, HEARTBEAT_KEY = "ups_outcome", "ups_heartbeat"
 API_TIMEOUT_S = 20.0
@@ -65,10 +65,7 @@ def _api_run(path: str) -> Any:
 
 def write_wandb_outcome(path: str, outcome: str, *, instance_id: Optional[int], exit_code: Optional[int] = None,
                         phase: str = "", by: str = "run", action: str = "") -> Outcome:
-    if outcome not in OUTCOMES:
-        raise ValueError(f"outcome {outcome!r}: one of {', '.join(OUTCOMES)}")
-    now = time.time()
-    record = Outcome(outcome, instance_id, exit_code, phase, by, action, now, utc_stamp(now))
+    record = new_outcome(outcome, instance_id=instance_id, exit_code=exit_code, phase=phase, by=by, action=action)
     run = _api_run(path)
     run.summary[OUTCOME_KEY] = asdict(record)
     run.summary.update()  # one UpsertBucket with the whole summary
@@ -81,18 +78,11 @@ def _summary_record(path: str, key: str) -> Optional[dict]:
 
 
 def read_wandb_outcome(path: str) -> Optional[Outcome]:
-    record = _summary_record(path, OUTCOME_KEY)
-    if record is None or record.get("outcome") not in OUTCOMES:
-        return None
-    fields = Outcome.__dataclass_fields__
-    return Outcome(**{k: v for k, v in record.items() if k in fields})
+    return outcome_from(_summary_record(path, OUTCOME_KEY))
 
 
 def read_wandb_heartbeat(path: str) -> Optional[Heartbeat]:
-    record = _summary_record(path, HEARTBEAT_KEY)
-    if record is None or not isinstance(record.get("tag"), str):
-        return None
-    return Heartbeat(record["tag"], record.get("instance_id"), float(record.get("unix") or 0), str(record.get("at")))
+    return heartbeat_from(_summary_record(path, HEARTBEAT_KEY))
 
 
 def wandb_heartbeat_writer(run: Any) -> Callable[[Any], None]:
@@ -100,9 +90,8 @@ def wandb_heartbeat_writer(run: Any) -> Callable[[Any], None]:
     instance_id = own_instance_id()
 
     def beat(snap: Any) -> None:
-        now = time.time()
         try:
-            run.summary.update({HEARTBEAT_KEY: asdict(Heartbeat(snap.tag, instance_id, now, utc_stamp(now)))})
+            run.summary.update({HEARTBEAT_KEY: asdict(new_heartbeat(snap.tag, instance_id))})
         except Exception:  # the heartbeat only informs the watcher; it must never stop the sync
             pass
 
