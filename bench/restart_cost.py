@@ -29,7 +29,6 @@ import os
 import shutil
 import signal
 import subprocess
-import sys
 import threading
 import time
 from pathlib import Path
@@ -38,46 +37,26 @@ import yaml
 
 from bench.common import QUICK_SETS, QUICKSTART, REPO, Bench, parse_time
 from bench.report import Row
+from tests.onstart_sandbox import OnstartSandbox, origin_repo
 
 CONFIG = "configs/bench_onstart.yaml"
 
 
-def origin_repo(b: Bench) -> Path:
+def make_origin(b: Bench) -> Path:
     """A git repository holding this working tree and the config an instance trains."""
-    repo = b.fresh_dir("onstart_origin")
-    files = subprocess.run(["git", "ls-files", "-co", "--exclude-standard", "-z"], cwd=REPO, check=True,
-                           capture_output=True, text=True).stdout.split("\0")
-    for name in filter(None, files):
-        if (REPO / name).is_file():
-            (repo / name).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(REPO / name, repo / name)
     from ups.config import apply_overrides
 
     sets = [*(QUICK_SETS if b.quick else ()), "data.root=data/bench", "training.checkpoint_dir=checkpoints",
             "training.num_threads=1", "logging.progress=lines", "checkpoint.upload_every_seconds=0",
             "checkpoint.every_steps=10"]
-    (repo / CONFIG).write_text(yaml.safe_dump(apply_overrides(yaml.safe_load((REPO / QUICKSTART).read_text()), sets)))
-    for args in (["init", "-q"], ["add", "-A"], ["commit", "-q", "-m", "project"]):
-        subprocess.run(["git", "-c", "user.name=b", "-c", "user.email=b@b", "-c", "init.defaultBranch=main", *args],
-                       cwd=repo, check=True, capture_output=True)
-    return repo
+    config = apply_overrides(yaml.safe_load((REPO / QUICKSTART).read_text()), sets)
+    return origin_repo(b.fresh_dir("onstart_origin"), CONFIG, config)
 
 
-class Sandbox:
+class Sandbox(OnstartSandbox):
     def __init__(self, root: Path, origin: Path, remote: Path, resume: bool):
-        from ups.launch.onstart import generate_onstart_script
-
         root.mkdir(parents=True, exist_ok=True)
-        self.root, self.site, self.workspace = root, root / "site-packages", root / "workspace"
-        self.checkpoints = self.workspace / "universal_simulator" / "checkpoints"
-        self.script = root / "onstart.sh"
-        self.script.write_text(generate_onstart_script(
-            CONFIG, repo_url=str(origin), workspace=str(self.workspace), remote_uri=remote.as_uri(),
-            resume_from_remote=resume, python_exe=sys.executable,
-            install_cmd=[sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--no-index",
-                         "--no-build-isolation", "--target", str(self.site), "."]))
-        self.env = {"PATH": os.environ["PATH"], "HOME": str(root), "PYTHONPATH": str(self.site),
-                    "WANDB_MODE": "disabled", "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
+        super().__init__(root, origin, remote, CONFIG, resume_from_remote=resume)
 
     def boot(self, until=None, timeout: float = 600) -> tuple[float, list[tuple[float, str]]]:
         """Run the script; (start time, [(arrival time, line)]). `until(lines)` true: kill the container."""
@@ -144,7 +123,7 @@ def phases(start: float, lines: list[tuple[float, str]], ckpt: Path) -> dict[str
 
 
 def measure(b: Bench) -> list[Row]:
-    origin = origin_repo(b)
+    origin = make_origin(b)
     remote, kept = b.work / "onstart_remote", b.work / "onstart_remote_at_kill"
     shutil.rmtree(remote, ignore_errors=True)
     shutil.rmtree(kept, ignore_errors=True)

@@ -27,11 +27,11 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.helpers import QUICKSTART, REPO, TINY, assert_bit_identical, merge
+from tests.helpers import QUICKSTART, TINY, assert_bit_identical, merge
+from tests.onstart_sandbox import OnstartSandbox, origin_repo
 from tests.path_without import path_without
 from tests.remote_fixtures import remote_state, wait_until
 
-from ups.launch.onstart import generate_onstart_script
 from ups.remote.outcome import read_heartbeat, read_outcome
 
 pytestmark = pytest.mark.timeout(600)
@@ -39,21 +39,9 @@ pytestmark = pytest.mark.timeout(600)
 CONFIG = "configs/onstart_e2e.yaml"
 
 
-def git(*args: str, cwd: Path) -> str:
-    out = subprocess.run(["git", "-c", "user.name=t", "-c", "user.email=t@t", "-c", "init.defaultBranch=main",
-                          *args], cwd=cwd, check=True, capture_output=True, text=True)
-    return out.stdout
-
-
 @pytest.fixture(scope="module")
 def origin(tmp_path_factory) -> Path:
     """A git repository holding this working tree, plus the tiny config the instance trains."""
-    repo = tmp_path_factory.mktemp("origin")
-    files = git("ls-files", "-co", "--exclude-standard", "-z", cwd=REPO).split("\0")
-    for name in filter(None, files):
-        if (REPO / name).is_file():
-            (repo / name).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(REPO / name, repo / name)
     cfg = merge(yaml.safe_load(QUICKSTART.read_text()), TINY)
     cfg = merge(cfg, {  # paths relative to the checkout, as on an instance
         "data": {"root": "data/e2e"},
@@ -61,33 +49,16 @@ def origin(tmp_path_factory) -> Path:
         "checkpoint": {"upload_every_seconds": 0},  # every saved state reaches the remote
         "eval": {"output_prefix": "reports/e2e"},
     })
-    (repo / CONFIG).write_text(yaml.safe_dump(cfg, sort_keys=False))
-    git("init", "-q", cwd=repo)
-    git("add", "-A", cwd=repo)
-    git("commit", "-q", "-m", "project", cwd=repo)
-    return repo
+    return origin_repo(tmp_path_factory.mktemp("origin"), CONFIG, cfg)
 
 
-class Instance:
+class Instance(OnstartSandbox):
     """One rented machine: its own /workspace, its own installed copy of the project."""
 
     def __init__(self, root: Path, origin: Path, remote: Path, resume_from_remote: bool = False,
                  path: str | None = None) -> None:
         root.mkdir(parents=True)
-        self.root, self.site = root, root / "site-packages"
-        self.workspace = root / "workspace"
-        self.checkpoints = self.workspace / "universal_simulator" / "checkpoints"
-        self.script = root / "onstart.sh"
-        self.script.write_text(generate_onstart_script(
-            CONFIG, repo_url=str(origin), workspace=str(self.workspace), remote_uri=remote.as_uri(),
-            resume_from_remote=resume_from_remote, python_exe=sys.executable,
-            install_cmd=[sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--no-index",
-                         "--no-build-isolation", "--target", str(self.site), "."],
-        ))
-        self.env = {
-            "PATH": path or os.environ["PATH"], "HOME": str(root), "PYTHONPATH": str(self.site),
-            "WANDB_MODE": "disabled", "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1",
-        }
+        super().__init__(root, origin, remote, CONFIG, resume_from_remote, path)
 
     def boot(self) -> subprocess.Popen:
         """Start the container: Vast runs the onstart script (in a session of its own here)."""
