@@ -168,3 +168,17 @@ def _merged_metadata(dest: Path, data: bytes) -> bytes:
         except ValueError:
             local = {}
     return (json.dumps({**local, **remote}, indent=2) + "\n").encode()
+
+
+def describe_download(report: DownloadReport, dest: Path) -> str:
+    """What a download did, as the trainer and `CheckpointManager` print it."""
+    if not report.replaced_local:
+        return f"Kept the local checkpoints in {dest} (as far along as {report.source})"
+    mb = report.bytes / 1e6
+    line = (f"✓ Downloaded {len(report.downloaded)} file(s) ({mb:.2f} MB, {report.seconds:.1f}s) from "
+            f"{report.source} into {dest}, verified against the recorded sha256")
+    if report.kept:
+        line += f"; {len(report.kept)} already present and verified"
+    if report.unverified:
+        line += f"\n⚠️  did not verify, their stages will be rerun: {', '.join(report.unverified)}"
+    return line

@@ -25,14 +25,13 @@ from typing import Any, Iterator, Optional
 
 from ups.config import Config
 from ups.errors import RemoteError
-from ups.remote.download import download_checkpoint
+from ups.remote.download import describe_download, download_checkpoint
 from ups.remote.store import NoRemoteCheckpoint, RemoteStore, open_store
 from ups.remote.takeover import check_remote_target
 from ups.remote.sync import FLUSH_SECONDS, RemoteSync
 from ups.remote.wandb_run import finish_wandb, start_wandb
 from ups.remote.wandb_store import WandbStore
 from ups.resume.signals import TrainingInterrupted
-from ups.utils.checkpoint_manager import describe_download
 
 
 @contextlib.contextmanager

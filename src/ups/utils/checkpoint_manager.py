@@ -18,7 +18,7 @@ import os
 from pathlib import Path
 from typing import Any, Callable, Optional, Sequence
 
-from ups.remote.download import DownloadReport, download_checkpoint
+from ups.remote.download import DownloadReport, describe_download, download_checkpoint
 from ups.remote.store import RemoteStore, open_store
 from ups.remote.wandb_run import validate_resume_mode, validate_run_id
 from ups.remote.wandb_store import WandbStore
@@ -84,16 +84,3 @@ class CheckpointManager:
             os.environ["WANDB_RESUME"] = resume_mode
             update_metadata(self.checkpoint_dir, training_wandb=info)
         return info
-
-
-def describe_download(report: DownloadReport, dest: Path) -> str:
-    if not report.replaced_local:
-        return f"Kept the local checkpoints in {dest} (as far along as {report.source})"
-    mb = report.bytes / 1e6
-    line = (f"✓ Downloaded {len(report.downloaded)} file(s) ({mb:.2f} MB, {report.seconds:.1f}s) from "
-            f"{report.source} into {dest}, verified against the recorded sha256")
-    if report.kept:
-        line += f"; {len(report.kept)} already present and verified"
-    if report.unverified:
-        line += f"\n⚠️  did not verify, their stages will be rerun: {', '.join(report.unverified)}"
-    return line
