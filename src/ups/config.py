@@ -410,9 +410,3 @@ def apply_overrides(raw: dict[str, Any], overrides: list[str] | tuple[str, ...])
             node = child
         node[parts[-1]] = value
     return out
-
-
-# --- identity: ups.identity (re-exported: callers import it from here) ----
-
-
-from ups.identity import canonical_json, config_hash, digest_of, results_config, stage_identity  # noqa: E402,F401

@@ -59,7 +59,8 @@ def test_rollout_loss_feeds_each_prediction_back_and_averages_the_steps():
 
 def test_the_rollout_length_is_part_of_the_operators_identity_and_its_default_changes_nothing():
     from ups import stages
-    from ups.config import config_from_dict, stage_identity
+    from ups.config import config_from_dict
+    from ups.identity import stage_identity
 
     op = stages.get("operator")
     one, three = (stage_identity(config_from_dict({"operator": {"train_rollout_steps": k}}), op) for k in (1, 3))

@@ -15,7 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from ups.config import Config, config_hash, load_config, stage_identity
+from ups.config import Config, load_config
+from ups.identity import config_hash, stage_identity
 from ups.resume.plan import fingerprint
 from ups.stages import STAGES
 

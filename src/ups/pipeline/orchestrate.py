@@ -21,7 +21,8 @@ import io
 from pathlib import Path
 from typing import Any, Optional
 
-from ups.config import Config, apply_overrides, config_from_dict, config_hash, read_yaml
+from ups.config import Config, apply_overrides, config_from_dict, read_yaml
+from ups.identity import config_hash
 from ups.errors import CheckpointError, ConfigError, UpsError
 from ups.resume.layout import STAGE_CHECKPOINT, STATUS_FILE
 from ups.resume.metadata import read_metadata, update_metadata

@@ -10,7 +10,8 @@ from __future__ import annotations
 from typing import Any, Iterable
 
 from ups import stages
-from ups.config import Config, stage_identity
+from ups.config import Config
+from ups.identity import stage_identity
 from ups.resume.adopt import unrecorded_output_problems
 from ups.resume.plan import CONTINUE, DISABLED, RUN, SKIP, Decision, StageFacts, decide, fingerprint
 from ups.resume.tracker import StageStatus

@@ -24,7 +24,8 @@ from typing import Any, Callable, Optional
 import torch
 
 from ups import stages
-from ups.config import Config, config_hash
+from ups.config import Config
+from ups.identity import config_hash
 from ups.stages import StageSpec
 from ups.errors import MissingUpstreamError
 from ups.models.build import architecture

@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Optional
 
-from ups.config import digest_of
+from ups.identity import digest_of
 from ups.errors import one_line
 
 SKIP, CONTINUE, RUN, DISABLED = "skip", "continue", "run", "disabled"
