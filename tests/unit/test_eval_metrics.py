@@ -14,7 +14,6 @@ from ups.errors import ConfigError, DataError
 from ups.eval.evaluation import CORRECTED, OPERATOR, PERSISTENCE, EvalResult, plan_rollout, plot_steps, summary
 from ups.eval.metrics import RunningCurve, RunningMean, nrmse
 from ups.eval.report import curves_csv, jsonable, report_dict, write_reports
-from ups.eval.report_html import render_html
 
 
 def test_nrmse_is_zero_for_a_perfect_prediction():
