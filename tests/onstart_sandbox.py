@@ -48,18 +48,20 @@ class OnstartSandbox:
     """One rented machine: its own /workspace, its own installed copy of the project, the script."""
 
     def __init__(self, root: Path, origin: Path, remote: Path, config_name: str, resume_from_remote: bool = False,
-                 path: Optional[str] = None) -> None:
+                 path: Optional[str] = None, python_exe: str = sys.executable,
+                 install_cmd: Optional[list[str]] = None, pythonpath: tuple[str, ...] = ()) -> None:
         self.root, self.site = root, root / "site-packages"
         self.workspace = root / "workspace"
         self.checkpoints = self.workspace / "universal_simulator" / "checkpoints"
         self.script = root / "onstart.sh"
         self.script.write_text(generate_onstart_script(
             config_name, repo_url=str(origin), workspace=str(self.workspace), remote_uri=remote.as_uri(),
-            resume_from_remote=resume_from_remote, python_exe=sys.executable,
-            install_cmd=[sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--no-index",
-                         "--no-build-isolation", "--target", str(self.site), "."],
+            resume_from_remote=resume_from_remote, python_exe=python_exe,
+            install_cmd=install_cmd or [sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--no-index",
+                                        "--no-build-isolation", "--target", str(self.site), "."],
         ))
         self.env = {
-            "PATH": path or os.environ["PATH"], "HOME": str(root), "PYTHONPATH": str(self.site),
+            "PATH": path or os.environ["PATH"], "HOME": str(root),
+            "PYTHONPATH": os.pathsep.join([str(self.site), *pythonpath]),
             "WANDB_MODE": "disabled", "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1",
         }

@@ -56,9 +56,9 @@ class Instance(OnstartSandbox):
     """One rented machine: its own /workspace, its own installed copy of the project."""
 
     def __init__(self, root: Path, origin: Path, remote: Path, resume_from_remote: bool = False,
-                 path: str | None = None) -> None:
+                 path: str | None = None, **image) -> None:
         root.mkdir(parents=True)
-        super().__init__(root, origin, remote, CONFIG, resume_from_remote, path)
+        super().__init__(root, origin, remote, CONFIG, resume_from_remote, path, **image)
 
     def boot(self) -> subprocess.Popen:
         """Start the container: Vast runs the onstart script (in a session of its own here)."""
@@ -123,3 +123,36 @@ def test_an_instance_killed_mid_stage_resumes_on_restart_and_a_new_instance_resu
     outcome, beat = read_outcome(remote_at_the_kill.as_uri()), read_heartbeat(remote_at_the_kill.as_uri())
     assert outcome.outcome == "completed" and outcome.exit_code == 0 and outcome.action == "none"
     assert beat is not None and beat.tag.endswith("-completed")
+
+
+def bare_image_python(tmp_path: Path) -> tuple[str, str]:
+    """An image's `python` that has neither ups nor pip, only fsspec: `python -S` (no site-packages)
+    with a directory holding fsspec alone on its path. Returns (PATH that finds it, that directory)."""
+    import fsspec
+
+    only_fsspec, bin_dir = tmp_path / "image-site", tmp_path / "image-bin"
+    only_fsspec.mkdir(), bin_dir.mkdir()
+    (only_fsspec / "fsspec").symlink_to(Path(fsspec.__file__).parent)
+    (bin_dir / "image-python").write_text(f'#!/bin/sh\nexec {sys.executable} -S "$@"\n')
+    (bin_dir / "image-python").chmod(0o755)
+    return f"{bin_dir}{os.pathsep}{os.environ['PATH']}", str(only_fsspec)
+
+
+def test_a_failed_install_is_recorded_in_the_remote_by_the_checkouts_own_self_stop(tmp_path, origin):
+    # Before the project is installed nothing of it can be imported: the script records the
+    # failure with the checkout's own ups.launch.self_stop (on PYTHONPATH), which needs only
+    # fsspec for a file:// remote. pip is absent here, so the script's attempt to add the
+    # packages fails, as it would offline, and the record is still written.
+    remote = tmp_path / "remote"
+    path, image_site = bare_image_python(tmp_path)
+    instance = Instance(tmp_path / "instance", origin, remote, path=path, python_exe="image-python",
+                        install_cmd=["sh", "-c", "echo 'ERROR: dependency conflict' >&2; exit 3"],
+                        pythonpath=(image_site,))
+    proc = instance.boot()
+    rc = proc.wait(timeout=120)
+    log = (instance.root / "boot.log").read_text()
+    assert rc == 3, log[-3000:]
+    assert "UPS_RUN_FAILED: install exited with 3" in log
+    outcome = read_outcome(remote.as_uri())
+    assert outcome is not None, log[-3000:]
+    assert (outcome.outcome, outcome.exit_code, outcome.phase) == ("failed", 3, "install")

@@ -183,3 +183,15 @@ def test_the_instance_installs_the_vastai_range_the_project_pins():
     pyproject = (Path(__file__).resolve().parents[2] / "pyproject.toml").read_text()
     pinned = re.search(r'launch = \["(vastai[^"]+)"\]', pyproject).group(1)
     assert f"pip install -q '{pinned}'" in script(auto_shutdown=True)
+
+
+@pytest.mark.parametrize("kw, packages", [
+    ({"remote_uri": "s3://b/p"}, "'fsspec>=2023.6' s3fs"),
+    ({"remote_uri": "gs://b/p"}, "'fsspec>=2023.6' gcsfs"),
+    ({"resume_from_wandb": "run1"}, "'wandb>=0.31' 'pyyaml>=6' 'pydantic>=2.5,<3'"),
+])
+def test_a_failure_before_the_install_brings_what_the_self_stop_needs_to_record_it(kw, packages):
+    text = script(**kw)
+    fallback = text[text.index("ups_self_stop() {"):text.index("  for n in")]
+    assert f"pip install -q 'vastai>=1.9.1,<1.10' {packages}" in fallback
+    assert 'export PYTHONPATH="$PROJECT_DIR/src' in fallback  # the checkout's own self_stop

@@ -42,6 +42,8 @@ DEFAULT_PROJECT_DIR_NAME = "universal_simulator"
 MAX_SCRIPT_BYTES = 16 * 1024  # the spec's onstart budget; tested at max-length inputs
 # vast-ai/docs create_instance.yaml x-input-validation: args + args_str + onstart <= 4096
 VAST_ONSTART_MAX_CHARS = 4096
+# pyproject.toml's `launch` extra: what the instance stops itself with
+VASTAI_REQUIREMENT = "vastai>=1.9.1,<1.10"
 STATE_DIR_NAME = ".ups_onstart"  # markers and the unpacked script live here
 LOG_FILE_NAME = "ups_onstart.log"
 
@@ -86,17 +88,27 @@ def _header(workspace: str, project_dir: str, config_path: str, python_exe: str,
         f'LOG_FILE="$WORKSPACE/{LOG_FILE_NAME}"',
         'mkdir -p "$STATE_DIR"',
         'exec > >(tee -a "$LOG_FILE") 2>&1',
-        'echo "=== ups onstart $(date -u +%Y-%m-%dT%H:%M:%SZ) ==="',
-        *_exit_traps(),
+        'echo "=== ups onstart $(date -u +%FT%TZ) ==="',
+        *_exit_traps(_stop_deps(remote, wandb_run)),
         "# A finished run restarted by hand (to copy results) must not train or stop again.",
         'if [ -e "$STATE_DIR/run_complete" ]; then',
         '  echo "UPS_RUN_COMPLETE earlier on this instance; nothing to do"',
         "  exit 0",
         "fi",
         "FIRST_BOOT=0",
-        'if [ ! -e "$STATE_DIR/first_boot_done" ]; then FIRST_BOOT=1; fi',
+        '[ -e "$STATE_DIR/first_boot_done" ] || FIRST_BOOT=1',
         "",
     ]
+
+
+def _stop_deps(remote: str | None, wandb_run: str | None) -> list[str]:
+    """What `ups.launch.self_stop` needs, beyond the stdlib, to write the outcome before
+    the project is installed: fsspec and the scheme's backend for a remote, W&B and the
+    config's reader for a W&B-only run (pyproject.toml's ranges)."""
+    if remote:
+        scheme_module = SCHEME_EXTRAS.get(remote.split("://", 1)[0], (None, None))[1]
+        return ["fsspec>=2023.6", *([scheme_module] if scheme_module else [])]
+    return ["wandb>=0.31", "pyyaml>=6", "pydantic>=2.5,<3"] if wandb_run else []
 
 
 def _wandb_outcome_env(run_id: str, project_dir: str, config_path: str) -> list[str]:
@@ -104,21 +116,25 @@ def _wandb_outcome_env(run_id: str, project_dir: str, config_path: str) -> list[
     return [f"export {_assign('UPS_WANDB_RUN', run_id)} {_assign('UPS_WANDB_CONFIG', config)}"]
 
 
-def _exit_traps() -> list[str]:
+def _exit_traps(stop_deps: list[str]) -> list[str]:
     """Every way out of the script: a failure anywhere is recorded and, with auto-shutdown, stops."""
+    install = " ".join(shlex.quote(req) for req in [VASTAI_REQUIREMENT, *stop_deps])
     return [
         "PHASE=start UPS_INTERRUPTED=0 UPS_RECORDED=0",
         'UPS_RETRY_S="${UPS_SELF_STOP_RETRY_S:-60}"',
         "ups_self_stop() {",
         '  local n t=5; [ "$2" = none ] && t=1',
+        "  # Failed before the install (clone, install): the checkout's own self_stop on the few",
+        "  # packages it needs (_stop_deps), so the failure still reaches the remote.",
+        "  \"$PY\" -c 'import ups.launch.self_stop' 2>/dev/null || {",
+        f"    \"$PY\" -m pip install -q {install}",
+        '    export PYTHONPATH="$PROJECT_DIR/src${PYTHONPATH:+:$PYTHONPATH}"; }',
         '  for n in $(seq $t); do',
         "    if \"$PY\" -c 'import ups.launch.self_stop' 2>/dev/null; then",
         '      "$PY" -m ups.launch.self_stop --outcome "$1" --action "$2" --exit-code "$3" --phase "$PHASE" \\',
         '        ${REMOTE:+--remote "$REMOTE"} && return 0',
         '    elif [ "$2" = none ]; then return 0',
-        "    else",
-        "      { command -v vastai >/dev/null || \"$PY\" -m pip install -q 'vastai>=1.9.1,<1.10'; } &&",
-        '        vastai stop instance "$CONTAINER_ID" --api-key "$CONTAINER_API_KEY" && return 0',
+        '    elif vastai stop instance "$CONTAINER_ID" --api-key "$CONTAINER_API_KEY"; then return 0',
         "    fi",
         '    [ $n -lt $t ] && { echo "self-stop failed; again in ${UPS_RETRY_S}s" >&2; sleep "$UPS_RETRY_S"; }',
         "  done",
@@ -173,7 +189,8 @@ def _fetch_code(git_method: str, repo_url: str | None, branch: str) -> list[str]
         '    echo "ERROR: $PROJECT_DIR is not a git checkout; remove it" >&2',
         "    exit 1",
         "  fi",
-        '  rm -rf "$PROJECT_DIR.clone"  # a clone cut short by a restart',
+        "  # a clone cut short by a restart",
+        '  rm -rf "$PROJECT_DIR.clone"',
         '  git clone -q -- "$REPO_URL" "$PROJECT_DIR.clone"',
         '  git -C "$PROJECT_DIR.clone" checkout -q "$BRANCH"',
         '  mv "$PROJECT_DIR.clone" "$PROJECT_DIR"',
