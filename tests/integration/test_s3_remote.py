@@ -223,3 +223,29 @@ def test_a_corrupt_newest_state_on_the_server_costs_one_interval_not_the_stage(t
     assert (fresh / "state/diff_residual/step-000000004.pt").is_file() and not (fresh / newest).exists()
     assert report.unverified == [] and json.loads((fresh / "stage_status.json").read_text())["stages"][
         "diff_residual"]["status"] == "in_progress"
+
+
+@pytest.mark.parametrize("case", ["wrong credentials", "no credentials"])
+def test_watch_on_a_remote_it_cannot_read_is_one_line_and_exit_2_before_anything_is_rented(
+        tmp_path, s3, moto_auth, case):
+    from tests.integration.fake_vast import FakeVast
+
+    s3(moto_auth, key="AKIAWRONGKEY", secret="nope") if case == "wrong credentials" else s3(key=None)
+    vast = FakeVast(api_key="test-key", time_scale=0.01)
+    vast.start()
+    try:
+        vast.add_instance(100, ["running", "outbid"])
+        env = {var: os.environ[var] for var in os.environ if var.startswith("AWS_") or var == "PATH"}
+        result = subprocess.run(
+            [sys.executable, str(REPO / "scripts" / "vast_launch.py"), "watch", "100", "--config",
+             "configs/train_burgers_32dim.yaml", "--repo-url", "https://example.org/ups.git",
+             "--checkpoint-remote", "s3://ckpt/run1", "--poll-seconds", "0.1"],
+            cwd=REPO, capture_output=True, text=True, timeout=60,
+            env={**env, "HOME": str(tmp_path), "VAST_URL": vast.url, "VAST_API_KEY": "test-key"})
+        assert not vast.created and not vast.calls("DELETE", "/instances/100/")
+    finally:
+        vast.close()
+    assert result.returncode == 2, result.stderr
+    assert "Traceback" not in result.stderr and len(result.stderr.strip().splitlines()) == 1, result.stderr
+    assert "cannot read the run's records in s3://ckpt/run1" in result.stderr
+    assert ("no credentials" if case == "no credentials" else "refused") in result.stderr

@@ -17,7 +17,7 @@ import sys
 import time
 from pathlib import Path
 
-from ups.errors import LaunchError, one_line
+from ups.errors import LaunchError, RemoteUnavailableError, one_line
 from ups.launch.onstart import generate_onstart_script, onstart_field
 from ups.launch.ratelimit import spacing
 from ups.launch.requested import is_stop_requested, record_stop
@@ -242,6 +242,20 @@ class RemoteEvidence:
 
             parse_uri(remote)  # a URI this machine cannot read fails now, in one line, not mid-watch
 
+    def check_readable(self) -> None:
+        """Read the records once before watching: an error that waiting will not fix (no
+        credentials, a refused key) is one line and exit 2 now, not a warning at every poll."""
+        from ups.remote.object_store import describe, is_permanent
+
+        if not self.remote:
+            return
+        try:
+            self._readers()[0](self.remote)
+        except Exception as e:  # noqa: BLE001 - only the permanent ones stop the watch
+            if is_permanent(e):
+                raise RemoteUnavailableError(f"watch: cannot read the run's records in {self.remote}: "
+                                             f"{describe(e)}; nothing was rented or stopped") from e
+
     def _read(self, reader):
         try:
             return reader(self.remote) if self.remote else None
@@ -285,6 +299,7 @@ def cmd_watch(args: argparse.Namespace) -> int:
     save_script(script, args.onstart_out)
     request = create_request(args, script, secrets)
     evidence = RemoteEvidence.for_args(args)  # the remote, else the W&B run: where outcome and heartbeat are
+    evidence.check_readable()
     hang = args.hang_timeout
     policy = WatchPolicy(down_timeout_s=args.down_timeout, paused_timeout_s=args.stopped_timeout,
                          start_timeout_s=args.start_timeout, max_relaunches=args.max_relaunches,
