@@ -81,7 +81,7 @@ def test_standalone_evaluation_writes_json_csv_and_html(finished_run, tmp_path):
     page = (tmp_path / "eval_output.html").read_text()
     for fig in report["figures"].values():
         assert f'src="{fig["file"]}"' in page and (tmp_path / fig["file"]).is_file()
-    assert 'id="attempts"' in page  # the training attempts' timeline
+    assert 'id="attempts"' in page and "attempts" in report["figures"]  # the training attempts' timeline
 
 
 def test_every_later_stage_is_measured_beside_the_operator(finished_run, tmp_path):

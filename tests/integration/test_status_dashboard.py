@@ -232,6 +232,7 @@ def test_rebuilt_status_lets_auto_resume_skip_every_stage(finished_run):
     assert rebuilt.returncode == 0, rebuilt.stderr
     assert rebuilt.stdout.count(" completed ") == 4
     assert list(ckpt.glob(f"{STATUS_FILE}.corrupt-*"))
+    assert "Goodput record: none readable in the previous file" in rebuilt.stdout  # lost with the file, and said
     again = train(config, "--stage", "all", "--auto-resume")
     assert again.returncode == 0, again.stderr
     assert again.stdout.count("completed, outputs verified") >= 4 and "Training Operator" not in again.stdout
@@ -242,7 +243,10 @@ def test_rebuild_keeps_resumable_states_and_downgrades_partial_stages(finished_r
     (ckpt / "steady_prior.pt").unlink()
     whole = (ckpt / "consistency_student.pt").read_bytes()
     (ckpt / "consistency_student.pt").write_bytes(whole[: len(whole) // 2])
+    goodput = json.loads((ckpt / STATUS_FILE).read_text())["details"]["goodput"]
     report = rebuild_status(ckpt)
+    assert report.goodput_attempts == len(goodput["attempts"]) >= 1  # no file can vouch for it: carried over
+    assert json.loads((ckpt / STATUS_FILE).read_text())["details"]["goodput"] == goodput
     assert report.stages["operator"].status == "completed"
     assert report.stages["steady_prior"].status == "not_started"
     assert report.stages["consistency_distill"].status == "not_started"

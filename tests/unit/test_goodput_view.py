@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from ups.eval.goodput_view import goodput_facts, render_lines, timeline_section
+from ups.eval import plots
+from ups.eval.goodput_view import goodput_facts, render_lines, timeline_bars, timeline_note
 from ups.resume import goodput as gp
 
 
@@ -30,8 +31,16 @@ def test_no_record_is_said_plainly():
     assert "no attempt recorded" in render_lines(None)[-1]
 
 
-def test_timeline_draws_one_bar_per_attempt_after_the_gap_between_them():
-    section = timeline_section(record_of_two_attempts())
-    assert section.count("<title>steps:") == 2 and "sigterm</text>" in section and "completed</text>" in section
-    assert "230 s</text>" in section  # the second attempt started 180 s in and ran 50 s
-    assert timeline_section(None) == ""
+def test_timeline_has_one_bar_per_attempt_after_the_gap_between_them():
+    first, second = timeline_bars(record_of_two_attempts())
+    assert (first["label"], first["start_s"], first["end"]) == ("#1 box-1", 0.0, "sigterm")
+    assert first["segments"] == {"startup": 10.0, "steps": 80.0, "saves": 0.0, "other": 10.0}
+    assert (second["start_s"], second["end"]) == (180.0, "completed")  # started 3 min after the first
+    assert sum(second["segments"].values()) == 50.0
+    assert timeline_bars(None) == [] and timeline_note(None) == ""
+    assert "Goodput 73.3%" in timeline_note(record_of_two_attempts())
+
+
+def test_the_timeline_is_drawn_as_a_png():
+    png = plots.attempts_png(timeline_bars(record_of_two_attempts()))
+    assert png.startswith(b"\x89PNG\r\n\x1a\n") and len(png) > 2000

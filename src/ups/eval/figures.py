@@ -15,6 +15,7 @@ from ups.eval import plots
 from ups.eval.ensemble import OPERATOR as ENSEMBLE_OPERATOR
 from ups.eval.evaluation import CORRECTED, OPERATOR, EvalResult
 from ups.eval.goals import SPREAD_SKILL_RANGE
+from ups.eval.goodput_view import timeline_bars
 from ups.eval.later_stages import LaterStages
 
 FIELD_METHODS = (OPERATOR, CORRECTED)  # persistence is a flat copy of u(0): not worth a line per panel
@@ -59,7 +60,9 @@ def field_panels(result: EvalResult, later: LaterStages) -> list[dict[str, Any]]
     return panels
 
 
-def build_figures(result: EvalResult, later: LaterStages, panels: list[dict[str, Any]]) -> list[Figure]:
+def build_figures(result: EvalResult, later: LaterStages, panels: list[dict[str, Any]],
+                  goodput: Optional[dict[str, Any]] = None) -> list[Figure]:
+    """Every picture of the report; `goodput` is the record of the attempts that trained the files."""
     baselines = [m for m in result.methods if m not in MODEL_METHODS]
     figs = [Figure("rollout", "Rollout error vs step, with baselines (log scale)", "rollout_curves",
                    plots.rollout_png(rollout_curves(result, later), baselines, "nRMSE per rollout step"))]
@@ -76,6 +79,10 @@ def build_figures(result: EvalResult, later: LaterStages, panels: list[dict[str,
     for stage, curves in later.losses.items():
         figs.append(Figure(f"loss_{stage}", f"{stage}: training and validation loss",
                            f"loss_curves.{stage}", plots.losses_png(stage, curves)))
+    bars = timeline_bars(goodput)
+    if bars:
+        figs.append(Figure("attempts", "Training attempts: start-up, steps, saves and other time of each",
+                           "goodput.attempts", plots.attempts_png(bars)))
     return figs
 
 

@@ -2,15 +2,13 @@
 
 Everything is read from the record in the status file (`details.goodput`, see
 `ups.resume.goodput`), so it works on a local directory, a copy or the remote
-store, and on a directory a trainer is writing right now. The timeline is inline
-SVG (one bar per attempt on a shared clock; a gap between bars is time with no
-process running, e.g. a replacement machine being found), so the report stays
-one self-contained file.
+store, and on a directory a trainer is writing right now. The report's timeline of
+attempts is a matplotlib PNG like its other figures (`timeline_bars` gives the
+numbers, `ups.eval.plots.attempts_png` draws them).
 """
 
 from __future__ import annotations
 
-import html
 from datetime import datetime
 from pathlib import Path
 from typing import Any, Optional
@@ -18,10 +16,6 @@ from typing import Any, Optional
 from ups.resume import goodput as gp
 from ups.resume.layout import STATUS_FILE
 
-COLORS = {"startup": "#ff7f0e", "steps": "#2ca02c", "saves": "#d62728", "other": "#c7c7c7"}
-END_COLORS = {gp.COMPLETED: "#2ca02c", gp.RUNNING: "#1f77b4", gp.KILLED: "#d62728", gp.SIGTERM: "#9467bd",
-              gp.SIGINT: "#8c564b", gp.FAILURE: "#d62728"}
-WIDTH, ROW, LEFT, RIGHT = 720, 26, 110, 130
 
 
 def goodput_facts(status: dict[str, Any]) -> Optional[dict[str, Any]]:
@@ -73,42 +67,28 @@ def render_lines(facts: Optional[dict[str, Any]]) -> list[str]:
     return lines
 
 
-def timeline_section(record: Optional[dict[str, Any]]) -> str:
-    """`<h2>` + SVG timeline of the attempts for the HTML report ('' when nothing is recorded)."""
+def timeline_bars(record: Optional[dict[str, Any]]) -> list[dict[str, Any]]:
+    """One bar per attempt on a shared clock (seconds from the first start): its label, start,
+    segments (start-up, steps, saves, other) and how it ended. A gap between bars is time
+    with no process running, e.g. a replacement machine being found. [] when none."""
+    if not record or not record.get("attempts"):
+        return []
+    attempts = record["attempts"]
+    starts = [_epoch(a["started_at"]) for a in attempts]
+    t0 = min(starts)
+    return [{"label": f"#{a['attempt']} {a.get('host', '')}"[:16], "start_s": start - t0,
+             "segments": dict(_segments(a)), "end": a.get("end", "?")} for a, start in zip(attempts, starts)]
+
+
+def timeline_note(record: Optional[dict[str, Any]]) -> str:
+    """The sentence under the report's timeline ('' when nothing is recorded)."""
     if not record or not record.get("attempts"):
         return ""
     s = gp.summarize(record)
     value = "n/a" if s["goodput"] is None else f"{s['goodput']:.1%}"
-    return (f'<h2>Training attempts</h2>\n<p class="note">Goodput {value}: {s["useful_s"]:.1f} s of useful training '
-            f'in {s["wall_s"]:.1f} s over {s["attempts"]} attempt(s). Bars: start-up, steps, saves, other; '
-            f'the label says how each attempt ended.</p>\n<div id="attempts">{timeline_svg(record)}</div>\n')
-
-
-def timeline_svg(record: dict[str, Any]) -> str:
-    attempts = record["attempts"]
-    starts = [_epoch(a["started_at"]) for a in attempts]
-    t0 = min(starts)
-    t1 = max(st + float(a.get("wall_s") or 0.0) for st, a in zip(starts, attempts))
-    scale = (WIDTH - LEFT - RIGHT) / max(t1 - t0, 1e-9)
-    rows = []
-    for i, (a, start) in enumerate(zip(attempts, starts)):
-        y = 10 + i * ROW
-        x = LEFT + (start - t0) * scale
-        label = html.escape(f"#{a['attempt']} {a.get('host', '')}"[:16])
-        rows.append(f'<text x="4" y="{y + 14}" font-size="11">{label}</text>')
-        for name, seconds in _segments(a):
-            w = seconds * scale
-            rows.append(f'<rect x="{x:.1f}" y="{y}" width="{max(w, 0):.1f}" height="18" fill="{COLORS[name]}">'
-                        f'<title>{name}: {seconds:.1f} s</title></rect>')
-            x += w
-        end = a.get("end", "?")
-        rows.append(f'<text x="{x + 4:.1f}" y="{y + 14}" font-size="11" fill="{END_COLORS.get(end, "#222")}">'
-                    f'{html.escape(end)}</text>')
-    height = 20 + len(attempts) * ROW
-    axis = f'<text x="{LEFT}" y="{height - 2}" font-size="10">0 s</text>' \
-           f'<text x="{WIDTH - RIGHT}" y="{height - 2}" font-size="10" text-anchor="end">{t1 - t0:.0f} s</text>'
-    return (f'<svg xmlns="http://www.w3.org/2000/svg" width="{WIDTH}" height="{height + 6}" '
-            f'role="img" aria-label="timeline of training attempts">{"".join(rows)}{axis}</svg>')
+    return (f"Goodput {value}: {s['useful_s']:.1f} s of useful training in {s['wall_s']:.1f} s over "
+            f"{s['attempts']} attempt(s). Bars: start-up, steps, saves, other; the label says how each "
+            "attempt ended.")
 
 
 def _segments(a: dict[str, Any]) -> list[tuple[str, float]]:

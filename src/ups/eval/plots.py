@@ -27,6 +27,9 @@ DETERMINISTIC = "operator"
 COLORS = {"operator": "tab:blue", "operator+diffusion": "tab:purple", "diff_residual": "tab:red",
           "consistency_distill": "tab:green", "steady_prior": "tab:red", "gaussian_fit": "tab:orange",
           "train_states": "tab:gray", "held_out": "black"}
+SEGMENT_COLORS = {"startup": "tab:orange", "steps": "tab:green", "saves": "tab:red", "other": "lightgray"}
+END_COLORS = {"completed": "tab:green", "running": "tab:blue", "killed": "tab:red", "sigterm": "tab:purple",
+              "sigint": "tab:brown", "failure": "tab:red"}
 
 
 def _png(fig: Figure) -> bytes:
@@ -135,5 +138,29 @@ def prior_png(x: Sequence[float], spectra: Mapping[str, Sequence[float]],
     for ax in (left, right):
         ax.grid(True, alpha=0.3)
         ax.legend(fontsize=8)
+    fig.tight_layout()
+    return _png(fig)
+
+
+def attempts_png(bars: Sequence[Mapping]) -> bytes:
+    """One horizontal bar per training attempt on a shared clock, split into start-up, steps,
+    saves and other time, labelled with how the attempt ended (`goodput_view.timeline_bars`)."""
+    fig = Figure(figsize=(8.0, 1.2 + 0.45 * len(bars)))
+    ax = fig.add_subplot()
+    labelled = set()
+    for row, bar in enumerate(bars):
+        left = bar["start_s"]
+        for name, seconds in bar["segments"].items():
+            label = None if name in labelled else name
+            labelled.add(name)
+            ax.barh(row, seconds, left=left, height=0.6, color=SEGMENT_COLORS.get(name, "gray"), label=label)
+            left += seconds
+        ax.text(left, row, f" {bar['end']}", va="center", fontsize=8, color=END_COLORS.get(bar["end"], "black"))
+    ax.set_yticks(range(len(bars)), [bar["label"] for bar in bars], fontsize=8)
+    ax.invert_yaxis()
+    ax.set(xlabel="seconds since the first attempt started", title="Training attempts")
+    ax.margins(x=0.12)
+    ax.grid(True, axis="x", alpha=0.3)
+    ax.legend(fontsize=7, ncol=4, loc="lower right")
     fig.tight_layout()
     return _png(fig)

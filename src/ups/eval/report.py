@@ -65,7 +65,7 @@ def write_reports(prefix: str | Path, result: EvalResult, report: dict[str, Any]
     so the JSON says which picture shows which of its numbers.
     """
     prefix = Path(prefix)
-    figures = build_figures(result, later or LaterStages(), report["sample_fields"])
+    figures = build_figures(result, later or LaterStages(), report["sample_fields"], report.get("goodput"))
     report["figures"] = {f.key: {"file": f.file_name(prefix), "title": f.title, "numbers": f.json_key}
                          for f in figures}
     paths = {ext: prefix.with_name(prefix.name + f".{ext}") for ext in ("json", "csv", "html")}

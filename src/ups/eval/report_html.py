@@ -12,7 +12,7 @@ from typing import Any, Iterable, Optional
 from urllib.parse import quote
 
 from ups import stages
-from ups.eval.goodput_view import timeline_section
+from ups.eval.goodput_view import timeline_note
 
 STAGES = stages.names()
 ENSEMBLE_COLUMNS = (("crps", "CRPS"), ("crps_fair", "fair CRPS"), ("spread", "spread"), ("skill_rmse", "skill (RMSE)"),
@@ -138,6 +138,15 @@ def protocol_section(report: dict[str, Any]) -> str:
             + table(["method", "mean nRMSE", "median nRMSE", "final-frame nRMSE (mean)"], rows) + "</section>")
 
 
+def attempts_section(report: dict[str, Any]) -> str:
+    """The training attempts' timeline ('' when the files came with no goodput record)."""
+    note = timeline_note(report.get("goodput"))
+    if not note:
+        return ""
+    return f'<section id="attempts"><h2>Training attempts</h2><p class="note">{esc(note)}</p>' \
+           f'{image(report, "attempts")}</section>\n'
+
+
 def render_html(report: dict[str, Any]) -> str:
     sections = "".join(f'<section id="stage-{stage}"><h2>{esc(stage)}</h2>{goals_table(report.get("goals", []), stage)}'
                        f'{SECTION[stage](report)}<h3>loss curves</h3>{losses(report, stage)}</section>'
@@ -153,5 +162,5 @@ def render_html(report: dict[str, Any]) -> str:
 {sections}
 <h2>Checkpoints</h2>
 {table(["role", "file", "stage", "step", "sha256"], ckpt)}
-{timeline_section(report.get("goodput"))}</body></html>
+{attempts_section(report)}</body></html>
 """

@@ -15,12 +15,16 @@ state embeds its stage, fingerprint, step and epoch. So:
 - anything else is `not_started`.
 
 The previous file is kept beside it (`stage_status.json.corrupt-<time>`, or
-`.previous-<time>` when it was readable). The trainer lock is held meanwhile,
-so a rebuild never races a live trainer.
+`.previous-<time>` when it was readable). The run's goodput record
+(`details.goodput`) cannot be rebuilt from files: it is carried over from the
+previous file whenever that still parses as JSON and holds a valid record, and
+otherwise the report says it is lost and the next attempt starts a new one. The
+trainer lock is held meanwhile, so a rebuild never races a live trainer.
 """
 
 from __future__ import annotations
 
+import json
 import os
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -28,6 +32,7 @@ from pathlib import Path
 from typing import Any, Optional
 
 from ups.errors import CheckpointError, StatusFileError
+from ups.resume import goodput as gp
 from ups.resume.atomic import file_digest, fsync_dir
 from ups.resume.files import STATE_FORMAT, load_output, load_torch
 from ups.resume.layout import STAGE_CHECKPOINT, STAGE_NAMES, STAGE_OUTPUTS, STATE_DIR, STATUS_FILE, state_file_name
@@ -48,10 +53,16 @@ class RebuildReport:
     checkpoint_dir: Path
     backup: Optional[Path]
     stages: dict[str, StageRebuild]
+    goodput_attempts: Optional[int] = None  # attempts carried over; None: no record was kept
+
 
     def lines(self) -> list[str]:
         out = [f"Rebuilt {self.checkpoint_dir / STATUS_FILE} from the files present:"]
         out += [f"  {name:<20} {r.status:<12} {r.reason}" for name, r in self.stages.items()]
+        if self.goodput_attempts is not None:
+            out.append(f"Goodput record carried over from the previous file ({self.goodput_attempts} attempt(s))")
+        elif self.backup:
+            out.append("Goodput record: none readable in the previous file; the next attempt starts a new one")
         if self.backup:
             out.append(f"The previous file is kept as {self.backup}")
         return out
@@ -68,11 +79,27 @@ def rebuild_status(checkpoint_dir: str | Path) -> RebuildReport:
         raise CheckpointError(f"checkpoint directory not found: {ckpt}")
     with CheckpointDirLock(ckpt):
         stages = {name: rebuild_stage(ckpt, name) for name in STAGE_NAMES}
+        goodput = _previous_goodput(ckpt / STATUS_FILE)
         backup = _set_aside(ckpt / STATUS_FILE)
         tracker = StageTracker(ckpt, verbose=False)
         for name, r in stages.items():
             tracker.set_stage(name, r.entry)
-    return RebuildReport(ckpt, backup, stages)
+        if goodput is not None:
+            tracker.set_detail(gp.GOODPUT_KEY, goodput)
+    return RebuildReport(ckpt, backup, stages, len(goodput["attempts"]) if goodput else None)
+
+
+def _previous_goodput(path: Path) -> Optional[dict[str, Any]]:
+    """The goodput record of the file being replaced, if it still parses (None otherwise)."""
+    try:
+        data = json.loads(path.read_bytes())
+    except (OSError, ValueError):
+        return None
+    raw = (data.get("details") or {}).get(gp.GOODPUT_KEY) if isinstance(data, dict) else None
+    if not isinstance(raw, dict):
+        return None
+    record = gp.valid_record(raw)
+    return record if record["attempts"] else None
 
 
 def _set_aside(path: Path) -> Optional[Path]:
