@@ -19,5 +19,11 @@ if ! python -c "import torch" 2>/dev/null; then
 fi
 target="."
 [ -n "${UPS_EXTRAS:-}" ] && target=".[${UPS_EXTRAS}]"
-echo "==> installing ups ($target)"
-python -m pip install -q -e "$target"
+# The torch build installed above (or brought by the user: CUDA, ROCm) stays: without this
+# pin, pip's resolver may backtrack through the extras' dependencies (s3fs, aiobotocore)
+# and replace it with another release that also satisfies "torch>=2.3,<3".
+torch_pin="$(mktemp)"
+trap 'rm -f "$torch_pin"' EXIT
+python -c "import torch; print('torch==' + torch.__version__)" > "$torch_pin"
+echo "==> installing ups ($target), keeping $(cat "$torch_pin")"
+python -m pip install -q -e "$target" -c "$torch_pin"
