@@ -13,6 +13,19 @@ import pytest  # noqa: E402
 from tests.helpers import checkpoint_dir, train, write_config
 
 
+@pytest.fixture(scope="session", autouse=True)
+def matplotlib_cache(tmp_path_factory):
+    """matplotlib's config and font cache in a directory of this session (MPLCONFIGDIR, which the
+    CLI subprocesses inherit): no test depends on, or writes into, the user's ~/.cache/matplotlib."""
+    previous = os.environ.get("MPLCONFIGDIR")
+    os.environ["MPLCONFIGDIR"] = str(tmp_path_factory.mktemp("matplotlib"))
+    yield
+    if previous is None:
+        os.environ.pop("MPLCONFIGDIR", None)
+    else:
+        os.environ["MPLCONFIGDIR"] = previous
+
+
 @pytest.fixture(scope="session")
 def shared_data(tmp_path_factory):
     """One generated data directory for every tiny pipeline (generation is seeded, reads are shared)."""

@@ -11,11 +11,18 @@ same ones the report's JSON carries — and returns the PNG file's bytes.
 from __future__ import annotations
 
 import io
+import logging
 import math
 from typing import Mapping, Optional, Sequence
 
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
+
+# A stale font cache (~/.cache/matplotlib, shared by every environment with the same
+# matplotlib version) makes matplotlib log a "findfont: ... not found. Falling back"
+# warning per family to stderr; the plot is drawn with the fallback either way, and the
+# warnings must not bury the one line a command prints when it fails.
+logging.getLogger("matplotlib.font_manager").setLevel(logging.ERROR)
 
 DPI = 100
 BASELINE_STYLE = {"linestyle": "--", "linewidth": 1.3}
@@ -145,7 +152,7 @@ def prior_png(x: Sequence[float], spectra: Mapping[str, Sequence[float]],
 def attempts_png(bars: Sequence[Mapping]) -> bytes:
     """One horizontal bar per training attempt on a shared clock, split into start-up, steps,
     saves and other time, labelled with how the attempt ended (`goodput_view.timeline_bars`)."""
-    fig = Figure(figsize=(8.0, 1.2 + 0.45 * len(bars)))
+    fig = Figure(figsize=(8.0, max(2.4, 1.2 + 0.45 * len(bars))))  # room for the legend under one bar
     ax = fig.add_subplot()
     labelled = set()
     for row, bar in enumerate(bars):
@@ -158,9 +165,9 @@ def attempts_png(bars: Sequence[Mapping]) -> bytes:
         ax.text(left, row, f" {bar['end']}", va="center", fontsize=8, color=END_COLORS.get(bar["end"], "black"))
     ax.set_yticks(range(len(bars)), [bar["label"] for bar in bars], fontsize=8)
     ax.invert_yaxis()
-    ax.set(xlabel="seconds since the first attempt started", title="Training attempts")
+    ax.set(xlabel="seconds since the first attempt started")
     ax.margins(x=0.12)
     ax.grid(True, axis="x", alpha=0.3)
-    ax.legend(fontsize=7, ncol=4, loc="lower right")
+    ax.legend(fontsize=8, ncol=4, loc="lower center", bbox_to_anchor=(0.5, 1.0), frameon=False)  # above the bars
     fig.tight_layout()
     return _png(fig)
