@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 
 from tests.integration.fake_vast import FakeVast
-from ups.launch.onstart import script_from_onstart_field
+from ups.launch.packing import script_from_onstart_field
 from ups.launch.ratelimit import TIME_SCALE_ENV
 from ups.remote.outcome import read_outcome, write_outcome
 

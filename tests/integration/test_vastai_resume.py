@@ -266,7 +266,7 @@ def test_injected_install_arguments_stay_inert_when_the_script_runs(box, tmp_pat
 
 
 def test_the_packed_onstart_field_unpacks_and_runs_the_same_script(box):
-    from ups.launch.onstart import onstart_field
+    from ups.launch.packing import onstart_field
 
     result = box.run(onstart_field(box.script(), str(box.workspace)), shell="sh")
     assert result.returncode == 0, result.stderr

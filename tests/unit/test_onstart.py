@@ -12,10 +12,8 @@ import pytest
 
 from ups.errors import LaunchError
 from ups.launch import onstart
-from ups.launch.onstart import (
-    MAX_SCRIPT_BYTES, VAST_ONSTART_MAX_CHARS, generate_onstart_script, onstart_field,
-    script_from_onstart_field,
-)
+from ups.launch.onstart import MAX_SCRIPT_BYTES, generate_onstart_script
+from ups.launch.packing import VAST_ONSTART_MAX_CHARS, onstart_field, script_from_onstart_field
 from ups.launch.validate import validate_run_id
 
 pytestmark = pytest.mark.timeout(60)
@@ -70,7 +68,7 @@ def test_injected_or_malformed_values_are_rejected(field, value):
 
 @pytest.mark.parametrize("value", [EVIL, 'a"b', "$(touch /tmp/pwned)", "`id`", "a b\tc", "\\;|&<>*?~"])
 def test_a_quoted_assignment_gives_bash_the_exact_value(value):
-    line = onstart._assign("V", value)
+    line = onstart.shell_assign("V", value)
     out = subprocess.run(["bash", "-c", f'{line}\nprintf %s "$V"'], capture_output=True, text=True, check=True)
     assert out.stdout == value
 
@@ -195,3 +193,11 @@ def test_a_failure_before_the_install_brings_what_the_self_stop_needs_to_record_
     fallback = text[text.index("ups_self_stop() {"):text.index("  for n in")]
     assert f"pip install -q 'vastai>=1.9.1,<1.10' {packages}" in fallback
     assert 'export PYTHONPATH="$PROJECT_DIR/src' in fallback  # the checkout's own self_stop
+
+
+def test_what_the_self_stop_installs_is_what_pyproject_pins():
+    # The instance installs these by name before the project itself: they must not drift from it.
+    pyproject = (Path(__file__).resolve().parents[2] / "pyproject.toml").read_text()
+    for requirement in [onstart.VASTAI_REQUIREMENT, *onstart._stop_deps("s3://b/p", None),
+                        *onstart._stop_deps(None, "run1")]:
+        assert f'"{requirement}"' in pyproject, requirement

@@ -18,7 +18,8 @@ import time
 from pathlib import Path
 
 from ups.errors import LaunchError, RemoteUnavailableError, one_line
-from ups.launch.onstart import generate_onstart_script, onstart_field
+from ups.launch.onstart import generate_onstart_script
+from ups.launch.packing import onstart_field
 from ups.launch.ratelimit import spacing
 from ups.launch.requested import is_stop_requested, record_stop
 from ups.launch.vast import CreateRequest, OfferFilter, OfferTaken, VastApi
