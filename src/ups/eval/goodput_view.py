@@ -17,7 +17,6 @@ from ups.resume import goodput as gp
 from ups.resume.layout import STATUS_FILE
 
 
-
 def goodput_facts(status: dict[str, Any]) -> Optional[dict[str, Any]]:
     """The summary and the per-attempt rows the dashboard prints (None: nothing recorded yet)."""
     raw = (status.get("details") or {}).get(gp.GOODPUT_KEY)

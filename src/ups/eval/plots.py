@@ -18,6 +18,8 @@ from typing import Mapping, Optional, Sequence
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
+from ups.resume import goodput as gp
+
 # A stale font cache (~/.cache/matplotlib, shared by every environment with the same
 # matplotlib version) makes matplotlib log a "findfont: ... not found. Falling back"
 # warning per family to stderr; the plot is drawn with the fallback either way, and the
@@ -35,8 +37,8 @@ COLORS = {"operator": "tab:blue", "operator+diffusion": "tab:purple", "diff_resi
           "consistency_distill": "tab:green", "steady_prior": "tab:red", "gaussian_fit": "tab:orange",
           "train_states": "tab:gray", "held_out": "black"}
 SEGMENT_COLORS = {"startup": "tab:orange", "steps": "tab:green", "saves": "tab:red", "other": "lightgray"}
-END_COLORS = {"completed": "tab:green", "running": "tab:blue", "killed": "tab:red", "sigterm": "tab:purple",
-              "sigint": "tab:brown", "failure": "tab:red"}
+END_COLORS = {gp.COMPLETED: "tab:green", gp.RUNNING: "tab:blue", gp.KILLED: "tab:red", gp.SIGTERM: "tab:purple",
+              gp.SIGINT: "tab:brown", gp.FAILURE: "tab:red"}
 
 
 def _png(fig: Figure) -> bytes:

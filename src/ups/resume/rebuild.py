@@ -55,7 +55,6 @@ class RebuildReport:
     stages: dict[str, StageRebuild]
     goodput_attempts: Optional[int] = None  # attempts carried over; None: no record was kept
 
-
     def lines(self) -> list[str]:
         out = [f"Rebuilt {self.checkpoint_dir / STATUS_FILE} from the files present:"]
         out += [f"  {name:<20} {r.status:<12} {r.reason}" for name, r in self.stages.items()]
