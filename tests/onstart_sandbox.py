@@ -11,11 +11,12 @@ and trains, syncing to a `file://` remote.
 from __future__ import annotations
 
 import os
+import shlex
 import shutil
 import subprocess
 import sys
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Iterable, Optional
 
 import yaml
 
@@ -57,11 +58,42 @@ class OnstartSandbox:
         self.script.write_text(generate_onstart_script(
             config_name, repo_url=str(origin), workspace=str(self.workspace), remote_uri=remote.as_uri(),
             resume_from_remote=resume_from_remote, python_exe=python_exe,
-            install_cmd=install_cmd or [sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--no-index",
-                                        "--no-build-isolation", "--target", str(self.site), "."],
+            install_cmd=install_cmd or self._install_script(),
         ))
         self.env = {
             "PATH": path or os.environ["PATH"], "HOME": str(root),
             "PYTHONPATH": os.pathsep.join([str(self.site), *pythonpath]),
             "WANDB_MODE": "disabled", "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1",
         }
+
+    def _install_script(self) -> list[str]:
+        """The install, as a script of its own: the command itself, with this machine's long
+        paths, would pass the launcher's cap on `--install-cmd` (`MAX_INSTALL_CHARS`)."""
+        pip = [sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--no-index", "--no-build-isolation",
+               "--target", str(self.site), "."]
+        script = self.root / "install.sh"
+        script.parent.mkdir(parents=True, exist_ok=True)
+        script.write_text("exec " + " ".join(shlex.quote(a) for a in pip) + "\n")
+        return ["sh", str(script)]
+
+
+def image_python(root: Path, only: Optional[Iterable[str]] = None) -> tuple[str, str]:
+    """An image's `python`, which has neither ups nor pip: `python -S` (no site-packages, so
+    no `.pth` file puts this checkout on its path) with a directory of links to the
+    packages of this environment, `only` those named, or all but ups and pip.
+    Returns (a PATH on which `image-python` is that python and this environment's scripts,
+    such as the `vastai` CLI the script's own install brings, are found; the directory for
+    PYTHONPATH)."""
+    import sysconfig
+
+    site, bin_dir = root / "image-site", root / "image-bin"
+    site.mkdir(), bin_dir.mkdir()
+    for entry in Path(sysconfig.get_paths()["purelib"]).iterdir():
+        name = entry.name.split("-")[0].split(".")[0].lower()
+        wanted = name in set(only) if only is not None else name not in {"ups", "pip", "__editable__", ""}
+        if wanted and not entry.name.endswith(".pth"):
+            (site / entry.name).symlink_to(entry)
+    (bin_dir / "image-python").write_text(f'#!/bin/sh\nexec {sys.executable} -S "$@"\n')
+    (bin_dir / "image-python").chmod(0o755)
+    path = os.pathsep.join([str(bin_dir), str(Path(sys.executable).parent), os.environ["PATH"]])
+    return path, str(site)

@@ -28,7 +28,7 @@ import pytest
 import yaml
 
 from tests.helpers import QUICKSTART, TINY, assert_bit_identical, merge
-from tests.onstart_sandbox import OnstartSandbox, origin_repo
+from tests.onstart_sandbox import OnstartSandbox, image_python, origin_repo
 from tests.path_without import path_without
 from tests.remote_fixtures import remote_state, wait_until
 
@@ -125,26 +125,13 @@ def test_an_instance_killed_mid_stage_resumes_on_restart_and_a_new_instance_resu
     assert beat is not None and beat.tag.endswith("-completed")
 
 
-def bare_image_python(tmp_path: Path) -> tuple[str, str]:
-    """An image's `python` that has neither ups nor pip, only fsspec: `python -S` (no site-packages)
-    with a directory holding fsspec alone on its path. Returns (PATH that finds it, that directory)."""
-    import fsspec
-
-    only_fsspec, bin_dir = tmp_path / "image-site", tmp_path / "image-bin"
-    only_fsspec.mkdir(), bin_dir.mkdir()
-    (only_fsspec / "fsspec").symlink_to(Path(fsspec.__file__).parent)
-    (bin_dir / "image-python").write_text(f'#!/bin/sh\nexec {sys.executable} -S "$@"\n')
-    (bin_dir / "image-python").chmod(0o755)
-    return f"{bin_dir}{os.pathsep}{os.environ['PATH']}", str(only_fsspec)
-
-
-def test_a_failed_install_is_recorded_in_the_remote_by_the_checkouts_own_self_stop(tmp_path, origin):
+def test_a_failed_install_is_recorded_in_the_remote_with_no_ups_to_run(tmp_path, origin):
     # Before the project is installed nothing of it can be imported: the script records the
-    # failure with the checkout's own ups.launch.self_stop (on PYTHONPATH), which needs only
-    # fsspec for a file:// remote. pip is absent here, so the script's attempt to add the
-    # packages fails, as it would offline, and the record is still written.
+    # failure with its own writer, which needs only fsspec for a file:// remote. pip is
+    # absent here, so the script's attempt to add packages fails, as it would offline, and
+    # the record is still written.
     remote = tmp_path / "remote"
-    path, image_site = bare_image_python(tmp_path)
+    path, image_site = image_python(tmp_path, only={"fsspec"})
     instance = Instance(tmp_path / "instance", origin, remote, path=path, python_exe="image-python",
                         install_cmd=["sh", "-c", "echo 'ERROR: dependency conflict' >&2; exit 3"],
                         pythonpath=(image_site,))

@@ -20,6 +20,7 @@ import pytest
 
 from scripts.vast_launch import build_parser, generate_onstart_script
 from tests.integration.fake_vast import FakeVast
+from tests.onstart_sandbox import image_python
 from tests.path_without import path_without
 from ups.launch.ratelimit import TIME_SCALE_ENV
 from ups.remote.outcome import read_outcome
@@ -268,10 +269,10 @@ def test_injected_install_arguments_stay_inert_when_the_script_runs(box, tmp_pat
 def test_the_packed_onstart_field_unpacks_and_runs_the_same_script(box):
     from ups.launch.packing import onstart_field
 
-    result = box.run(onstart_field(box.script(), str(box.workspace)), shell="sh")
+    result = box.run(onstart_field(box.script()), shell="sh")
     assert result.returncode == 0, result.stderr
     assert "FRESH START" in result.stdout and len(box.train_calls()) == 1
-    assert (box.workspace / ".ups_onstart" / "onstart.sh").read_text() == box.script()
+    assert (box.root / "ups_onstart.sh").read_text() == box.script()  # HOME is the box
 
 
 @pytest.fixture
@@ -361,6 +362,23 @@ def test_without_git_or_apt_get_the_clone_failure_is_recorded(box, vast, tmp_pat
     result = box.run(box.script(auto_shutdown=True, remote_uri=remote), **on_vast(vast, PATH=path))
     assert result.returncode == 1 and "ERROR: no git" in result.stdout  # the script tees stderr into its log
     assert read_outcome(remote).phase == "clone"
+    assert [c[2] for c in vast.calls(pattern="/instances/77/")] == [{"state": "stopped"}]
+
+
+def test_a_failed_clone_on_an_image_without_ups_is_recorded_and_stops_the_instance(box, vast, tmp_path):
+    # No checkout, so nothing of ups to run: the script's own writer records the failure
+    # (fsspec alone), and the `vastai` CLI stops the instance with its scoped key.
+    remote = (tmp_path / "remote" / "run1").as_uri()  # not there yet: the writer creates it
+    path, site = image_python(tmp_path, only={"fsspec"})
+    script = box.script(auto_shutdown=True, remote_uri=remote, repo_url="/nonexistent/repo",
+                        python_exe="image-python")
+    result = box.run(script, **on_vast(vast, PATH=path, PYTHONPATH=site))
+    assert result.returncode == 128 and "UPS_RUN_FAILED: clone exited with 128" in result.stdout
+    record = read_outcome(remote)
+    assert record is not None, result.stdout[-2000:] + result.stderr[-2000:]
+    assert (record.outcome, record.phase, record.exit_code, record.instance_id, record.action, record.by) == \
+        ("failed", "clone", 128, 77, "stop", "run")
+    assert record.at.endswith("Z") and record.unix > 0
     assert [c[2] for c in vast.calls(pattern="/instances/77/")] == [{"state": "stopped"}]
 
 

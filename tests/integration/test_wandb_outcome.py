@@ -14,6 +14,7 @@ from wandb.errors import CommError
 from tests.integration.test_vast_cli import RUN, WATCH, cli, vast  # noqa: F401 - fixtures
 from tests.integration.test_vastai_resume import Sandbox, on_vast, origin  # noqa: F401 - fixture
 from tests.integration.fake_vast import FakeVast
+from tests.onstart_sandbox import image_python
 from tests.integration.test_wandb_modes import KEY
 from tests.wandb_server import VIEWER, WandbServer
 from ups.remote.outcome import Outcome
@@ -79,6 +80,28 @@ def test_a_wandb_only_run_records_its_outcome_in_the_run_before_it_stops_itself(
     record = Outcome(**server.runs[RUN_ID].summary["ups_outcome"])
     assert (record.outcome, record.instance_id, record.exit_code, record.action) == (outcome, 77, int(rc), "stop")
     assert server.runs[RUN_ID].summary["operator/train_loss"] == 0.1, "the run's own summary is kept"
+    assert KEY not in result.stdout + result.stderr
+
+
+def test_a_failed_clone_of_a_wandb_only_run_is_recorded_in_the_run_with_no_ups_to_run(tmp_path, origin, server,
+                                                                                       box_vast):
+    # No checkout: the script's own writer sets the summary key `watch` reads, with the
+    # image's wandb (all of this environment but ups and pip), then the CLI stops.
+    vast = box_vast
+    server.add_run(RUN_ID, "ups", {"operator/train_loss": 0.1})
+    path, site = image_python(tmp_path)
+    box = Sandbox(tmp_path, origin)
+    script = box.script(auto_shutdown=True, resume_from_wandb=RUN_ID, repo_url="/nonexistent/repo",
+                        python_exe="image-python")
+    result = box.run(script, **on_vast(vast, PATH=path, PYTHONPATH=site, **server.env))
+    assert result.returncode == 128 and "UPS_RUN_FAILED: clone exited with 128" in result.stdout
+    assert [c[2] for c in vast.calls(pattern="/instances/77/")] == [{"state": "stopped"}]
+    summary = server.runs[RUN_ID].summary
+    assert "ups_outcome" in summary, result.stdout[-2000:] + result.stderr[-2000:]
+    record = Outcome(**summary["ups_outcome"])
+    assert (record.outcome, record.phase, record.exit_code, record.instance_id, record.action) == \
+        ("failed", "clone", 128, 77, "stop")
+    assert summary["operator/train_loss"] == 0.1, "the run's own summary is kept"
     assert KEY not in result.stdout + result.stderr
 
 

@@ -127,33 +127,46 @@ def test_local_state_wins_over_the_remote():
     assert text.index("stage_status.json") < text.index('--resume-from "$REMOTE"')
 
 
-def test_script_and_packed_field_fit_the_limits_at_maximum_input_lengths():
-    # Random letters compress worst, so this is the largest packed field a valid input makes.
+@pytest.mark.parametrize("where", ["remote", "wandb"])
+def test_script_and_packed_field_fit_the_limits_at_maximum_input_lengths(where, monkeypatch, tmp_path):
+    # Random letters compress worst, so this is the largest packed field a valid input makes:
+    # every value at its cap, with the outcome going to an s3 remote or to a W&B run whose
+    # entity/project/id path is at its cap too.
     rng = random.Random(0)
 
     def text(n: int) -> str:
         return "".join(rng.choice(string.ascii_letters + string.digits) for _ in range(n))
 
-    workspace = "/" + text(127)
+    monkeypatch.chdir(tmp_path)  # no config file here: the W&B path comes from the environment
+    monkeypatch.setenv("WANDB_ENTITY", text(62))
+    monkeypatch.setenv("WANDB_PROJECT", text(64))
+    to = {"remote_uri": "s3://" + text(155), "resume_from_remote": True} if where == "remote" else {}
     longest = generate_onstart_script(
         text(128), branch=text(100), resume_from_wandb=text(64), auto_shutdown=True,
-        workspace=workspace, repo_url=text(200), remote_uri="s3://" + text(200),
-        resume_from_remote=True, python_exe="/" + text(63), project_dir_name=text(64),
-        install_cmd=[text(65), text(65), text(65)], checkpoint_dir=text(64),
+        workspace="/" + text(95), repo_url=text(160), python_exe="/" + text(63), project_dir_name=text(64),
+        install_cmd=[text(52), text(52), text(53)], checkpoint_dir=text(64), **to,
     )
+    assert "ups_record_early" in longest and ("wandb.Api" in longest) == (where == "wandb")
     assert len(longest.encode()) < MAX_SCRIPT_BYTES
-    field = onstart_field(longest, workspace)
+    field = onstart_field(longest)
     assert len(field) <= VAST_ONSTART_MAX_CHARS
     assert script_from_onstart_field(field) == longest
 
 
 @pytest.mark.parametrize("field, value", [
-    ("branch", "b" * 101), ("config_path", "c" * 129), ("workspace", "/" + "w" * 128), ("resume_from_wandb", "r" * 65),
-    ("repo_url", "u" * 201), ("remote_uri", "s3://" + "p" * 201), ("install_cmd", ["i" * 201]),
+    ("branch", "b" * 101), ("config_path", "c" * 129), ("workspace", "/" + "w" * 96), ("resume_from_wandb", "r" * 65),
+    ("repo_url", "u" * 161), ("remote_uri", "s3://" + "p" * 156), ("install_cmd", ["i" * 160]),
 ])
 def test_values_over_their_length_cap_are_rejected(field, value):
     with pytest.raises(LaunchError):
         script(**{field: value})
+
+
+def test_a_wandb_run_path_too_long_for_the_field_is_refused(monkeypatch, tmp_path):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("WANDB_PROJECT", "p" * 200)
+    with pytest.raises(LaunchError, match="W&B run path"):
+        script(resume_from_wandb="run1")
 
 
 def test_an_oversized_script_is_refused_not_truncated():
@@ -186,13 +199,18 @@ def test_the_instance_installs_the_vastai_range_the_project_pins():
 @pytest.mark.parametrize("kw, packages", [
     ({"remote_uri": "s3://b/p"}, "'fsspec>=2023.6' s3fs"),
     ({"remote_uri": "gs://b/p"}, "'fsspec>=2023.6' gcsfs"),
-    ({"resume_from_wandb": "run1"}, "'wandb>=0.31' 'pyyaml>=6' 'pydantic>=2.5,<3'"),
+    ({"resume_from_wandb": "run1"}, "'wandb>=0.31'"),
 ])
-def test_a_failure_before_the_install_brings_what_the_self_stop_needs_to_record_it(kw, packages):
+def test_a_failure_before_the_install_brings_what_its_record_needs(kw, packages):
     text = script(**kw)
     fallback = text[text.index("ups_self_stop() {"):text.index("  for n in")]
     assert f"pip install -q 'vastai>=1.9.1,<1.10' {packages}" in fallback
-    assert 'export PYTHONPATH="$PROJECT_DIR/src' in fallback  # the checkout's own self_stop
+    assert 'ups_record_early "$3"' in fallback  # no ups yet: the script's own writer
+
+
+def test_with_nowhere_to_record_a_failure_before_the_install_only_stops():
+    text = script(auto_shutdown=True)
+    assert "ups_record_early" not in text and "pip install -q 'vastai>=1.9.1,<1.10'\n" in text
 
 
 def test_what_the_self_stop_installs_is_what_pyproject_pins():

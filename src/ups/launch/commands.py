@@ -95,7 +95,7 @@ def save_script(script: str, path: str) -> None:
 
 def create_request(args: argparse.Namespace, script: str, secrets: dict[str, str]) -> CreateRequest:
     return CreateRequest(
-        image=args.image, disk_gb=args.disk_gb, onstart=onstart_field(script, args.workspace),
+        image=args.image, disk_gb=args.disk_gb, onstart=onstart_field(script),
         secrets=secrets, bid_price=args.bid if args.interruptible else None,
     )
 

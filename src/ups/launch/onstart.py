@@ -30,10 +30,12 @@ from pathlib import Path
 
 from ups.errors import LaunchError
 from ups.launch.validate import (
-    GIT_METHODS, RESUME_MODES, SHUTDOWN_ACTIONS, validate_branch, validate_checkpoint_dir, validate_choice,
-    validate_config_path, validate_dir_name, validate_install_cmd, validate_plain_text, validate_remote_uri,
-    validate_repo_url, validate_run_id, validate_workspace,
+    GIT_METHODS, MAX_WANDB_PATH_CHARS, RESUME_MODES, SHUTDOWN_ACTIONS, validate_branch, validate_checkpoint_dir,
+    validate_choice, validate_config_path, validate_dir_name, validate_install_cmd, validate_plain_text,
+    validate_remote_uri, validate_repo_url, validate_run_id, validate_workspace,
 )
+from ups.remote.outcome import OUTCOME_FILE
+from ups.remote.wandb_outcome import API_TIMEOUT_S, OUTCOME_KEY
 from ups.resume.layout import STATUS_FILE
 
 DEFAULT_WORKSPACE = "/workspace"
@@ -41,7 +43,7 @@ DEFAULT_PROJECT_DIR_NAME = "universal_simulator"
 MAX_SCRIPT_BYTES = 16 * 1024  # the spec's onstart budget; tested at max-length inputs
 # pyproject.toml's `launch` extra: what the instance stops itself with
 VASTAI_REQUIREMENT = "vastai>=1.9.1,<1.10"
-STATE_DIR_NAME = ".ups_onstart"  # markers and the unpacked script live here
+STATE_DIR_NAME = ".ups_onstart"  # the first-boot and run-complete markers live here
 LOG_FILE_NAME = "ups_onstart.log"
 
 
@@ -86,7 +88,7 @@ def _header(workspace: str, project_dir: str, config_path: str, python_exe: str,
         'mkdir -p "$STATE_DIR"',
         'exec > >(tee -a "$LOG_FILE") 2>&1',
         'echo "=== ups onstart $(date -u +%FT%TZ) ==="',
-        *_exit_traps(_stop_deps(remote, wandb_run)),
+        *_exit_traps(_stop_deps(remote, wandb_run), _early_writer(remote, wandb_run, config_path)),
         "# A finished run restarted by hand (to copy results) must not train or stop again.",
         'if [ -e "$STATE_DIR/run_complete" ]; then',
         '  echo "UPS_RUN_COMPLETE earlier on this instance; nothing to do"',
@@ -108,13 +110,54 @@ def _scheme_extra(remote: str | None) -> tuple[str | None, str | None]:
 
 
 def _stop_deps(remote: str | None, wandb_run: str | None) -> list[str]:
-    """What `ups.launch.self_stop` needs, beyond the stdlib, to write the outcome before
-    the project is installed: fsspec and the scheme's backend for a remote, W&B and the
-    config's reader for a W&B-only run (pyproject.toml's ranges)."""
+    """What the script needs, beyond the image's python, to record a failure before the
+    project is installed (`_early_writer`): fsspec and the scheme's backend for a remote,
+    W&B for a W&B-only run (pyproject.toml's ranges)."""
     if remote:
         module = _scheme_extra(remote)[1]
         return ["fsspec>=2023.6", *([module] if module else [])]
-    return ["wandb>=0.31", "pyyaml>=6", "pydantic>=2.5,<3"] if wandb_run else []
+    return ["wandb>=0.31"] if wandb_run else []
+
+
+# The failure record before the project is installed: `ups.remote.outcome.Outcome`'s
+# fields (`by` left to its default, "run"), written by bash and stored where
+# `ups.remote.outcome` and `ups.remote.wandb_outcome` keep it: a JSON file at the remote's
+# root, or the W&B run's summary key. Only a failure comes before the install; a success
+# is recorded by ups.launch.self_stop.
+EARLY_RECORD = (
+    "'{\"outcome\":\"failed\",\"instance_id\":%s,\"exit_code\":%d,\"phase\":\"%s\",\"action\":\"%s\","
+    "\"unix\":%d,\"at\":\"%s\"}' \"${CONTAINER_ID:-null}\" \"$1\" \"$PHASE\" \"$FAIL_ACTION\" "
+    "\"$(date +%s)\" \"$(date -u +%FT%TZ)\""
+)
+# stdin: the record; argv[1]: where. Only a local root is created if missing: for an
+# object store fsspec's makedirs would try to create the bucket (s3fs `_mkdir`).
+FSSPEC_WRITER = (
+    'import sys,fsspec;u=sys.argv[1].rstrip("/")\n'
+    f'with fsspec.open(u+"/{OUTCOME_FILE}","wb",auto_mkdir=u[:5]=="file:") as f:f.write(sys.stdin.buffer.read())'
+)
+# Api().run(path).summary.update(): what ups.remote.wandb_outcome.write_wandb_outcome does
+WANDB_WRITER = (
+    f'import sys,json,wandb;r=wandb.Api(timeout={API_TIMEOUT_S:g}).run(sys.argv[1])\n'
+    f'r.summary["{OUTCOME_KEY}"]=json.load(sys.stdin);r.summary.update()'
+)
+
+
+def _early_writer(remote: str | None, wandb_run: str | None, config_path: str) -> list[str]:
+    """`ups_record_early EXIT_CODE`: a failure's record with the image's python and `_stop_deps`
+    alone, for a clone or an install that failed (no ups to import); [] when there is nowhere to write."""
+    if remote:
+        where, writer = '"$REMOTE"', FSSPEC_WRITER
+    elif wandb_run:
+        from ups.remote.wandb_outcome import wandb_run_path
+
+        # the path `watch` reads (ups.launch.wandb_evidence): the launcher's config, its W&B entity and project
+        path = validate_plain_text(wandb_run_path(wandb_run, config=config_path), "W&B run path", MAX_WANDB_PATH_CHARS)
+        where, writer = shlex.quote(path), WANDB_WRITER
+    else:
+        return []
+    return [
+        f"ups_record_early() {{ printf {EARLY_RECORD} | \"$PY\" -c {shlex.quote(writer)} {where}; }}",
+    ]
 
 
 def _wandb_outcome_env(run_id: str, project_dir: str, config_path: str) -> list[str]:
@@ -122,19 +165,22 @@ def _wandb_outcome_env(run_id: str, project_dir: str, config_path: str) -> list[
     return [f"export {shell_assign('UPS_WANDB_RUN', run_id)} {shell_assign('UPS_WANDB_CONFIG', config)}"]
 
 
-def _exit_traps(stop_deps: list[str]) -> list[str]:
+def _exit_traps(stop_deps: list[str], early_writer: list[str]) -> list[str]:
     """Every way out of the script: a failure anywhere is recorded and, with auto-shutdown, stops."""
     install = " ".join(shlex.quote(req) for req in [VASTAI_REQUIREMENT, *stop_deps])
+    record_early = ["    ups_record_early \"$3\" || echo 'warning: outcome not recorded' >&2"] if early_writer else []
     return [
         "PHASE=start UPS_INTERRUPTED=0 UPS_RECORDED=0",
         'UPS_RETRY_S="${UPS_SELF_STOP_RETRY_S:-60}"',
+        *early_writer,
         "ups_self_stop() {",
         '  local n t=5; [ "$2" = none ] && t=1',
-        "  # Failed before the install (clone, install): the checkout's own self_stop on the few",
-        "  # packages it needs (_stop_deps), so the failure still reaches the remote.",
+        "  # Failed before the install (clone, install): no ups to run. Record the failure with the",
+        "  # few packages that needs (_early_writer) and stop with the vastai CLI.",
         "  \"$PY\" -c 'import ups.launch.self_stop' 2>/dev/null || {",
         f"    \"$PY\" -m pip install -q {install}",
-        '    export PYTHONPATH="$PROJECT_DIR/src${PYTHONPATH:+:$PYTHONPATH}"; }',
+        *record_early,
+        "  }",
         '  for n in $(seq $t); do',
         "    if \"$PY\" -c 'import ups.launch.self_stop' 2>/dev/null; then",
         '      "$PY" -m ups.launch.self_stop --outcome "$1" --action "$2" --exit-code "$3" --phase "$PHASE" \\',

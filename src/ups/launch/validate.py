@@ -17,15 +17,18 @@ from ups.errors import ConfigError, LaunchError
 RESUME_MODES = ("allow", "must", "never")
 GIT_METHODS = ("clone", "docker")
 SHUTDOWN_ACTIONS = ("stop", "destroy")
-MAX_TEXT_CHARS = 200  # repo URL, install command: what fits the packed onstart field
-MAX_INSTALL_CHARS = 200
+# What fits the packed onstart field with every other value at its cap (tests/unit/test_onstart.py)
+MAX_TEXT_CHARS = 160  # repo URL, remote URI
+MAX_INSTALL_CHARS = 160
+MAX_WORKSPACE_CHARS = 96
+MAX_WANDB_PATH_CHARS = 192  # entity/project/run id, as the launcher resolves it
 MAX_RUN_ID_CHARS = 64  # tighter than W&B's own limit: what fits the packed onstart field
 
 _BRANCH = re.compile(r"[A-Za-z0-9_][A-Za-z0-9._/+-]{0,99}")
 _REL_PATH = re.compile(r"[A-Za-z0-9_.][A-Za-z0-9._/+-]{0,127}")
 _ABS_PATH = re.compile(r"/[A-Za-z0-9._/+-]{0,127}")
 _DIR_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9._-]{0,63}")
-_URI = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://\S{1,200}")
+_URI = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://\S+")
 _USERINFO = re.compile(r"[^:/]*://[^/]*@")  # scheme://user:password@host
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
@@ -65,8 +68,10 @@ def validate_config_path(path: str) -> str:
 
 def validate_workspace(path: str) -> str:
     """An absolute directory on the instance without '..' or shell characters."""
-    if not isinstance(path, str) or not _ABS_PATH.fullmatch(path) or "/../" in f"{path}/":
-        raise LaunchError(f"--workspace {path!r}: use an absolute path such as /workspace")
+    if not isinstance(path, str) or not _ABS_PATH.fullmatch(path) or "/../" in f"{path}/" \
+            or len(path) > MAX_WORKSPACE_CHARS:
+        raise LaunchError(f"--workspace {path!r}: use an absolute path of at most {MAX_WORKSPACE_CHARS} characters, "
+                          "such as /workspace")
     return path.rstrip("/") or "/"
 
 
@@ -89,8 +94,9 @@ def validate_checkpoint_dir(path: str) -> str:
 
 def validate_remote_uri(uri: str) -> str:
     """An fsspec URI (`file:///x`, `s3://bucket/prefix`); quoted, never parsed by the shell."""
-    if not isinstance(uri, str) or not _URI.fullmatch(uri):
-        raise LaunchError(f"--checkpoint-remote {uri!r}: use an fsspec URI such as s3://bucket/run1")
+    if not isinstance(uri, str) or not _URI.fullmatch(uri) or len(uri) > MAX_TEXT_CHARS:
+        raise LaunchError(f"--checkpoint-remote {uri!r}: use an fsspec URI of at most {MAX_TEXT_CHARS} characters, "
+                          "such as s3://bucket/run1")
     if _USERINFO.match(uri):
         raise LaunchError("--checkpoint-remote: no credentials in the URI; pass them with --env")
     return uri
