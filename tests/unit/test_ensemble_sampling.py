@@ -6,7 +6,7 @@ import torch
 from torch import nn
 
 from ups.config import config_from_dict
-from ups.eval.ensemble import STUDENT, TEACHER, _Cost, _roll, counted, residual_draws
+from ups.eval.ensemble import STUDENT, TEACHER, _Cost, counted, roll_ensemble, residual_draws
 from ups.eval.loading import Models, Sampler
 from ups.models.build import build_diffusion, build_student
 from ups.models.latent import LatentCodec
@@ -51,7 +51,7 @@ def test_a_rollout_without_a_draw_is_the_operator_for_every_member():
     codec = LatentCodec(16, 4, 4)
     models = Models(codec=codec, operator=Shift())
     u0 = torch.randn(3, 16)
-    fields = _roll(models, u0, members=2, steps=2, draw=None, gen=torch.Generator(), cost=_Cost())
+    fields = roll_ensemble(models, u0, members=2, steps=2, draw=None, gen=torch.Generator(), cost=_Cost())
     assert fields.shape == (2, 3, 2, 16)
     assert (fields[0] == fields[1]).all()
     want = codec.decode(codec.encode(u0) + 0.2).numpy()

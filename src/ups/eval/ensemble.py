@@ -122,7 +122,7 @@ class _Cost:
     seconds: float = 0.0
 
 
-def _roll(models: Models, u0: Tensor, members: int, steps: int, draw: Optional[Draw],
+def roll_ensemble(models: Models, u0: Tensor, members: int, steps: int, draw: Optional[Draw],
           gen: torch.Generator, cost: _Cost) -> np.ndarray:
     """Fields [members, B, steps, X] of `members` rollouts from the fields u0 [B, X]."""
     b = u0.shape[0]
@@ -184,7 +184,7 @@ def evaluate_ensembles(cfg: Config, models: Models, samplers: dict[str, Sampler]
         for name, (m, draw) in plan.items():
             model = samplers[name].model if name in samplers else None
             with counted(model) as calls:
-                fields = _roll(models, u[:, 0], m, steps, draw, gens[name], costs[name])
+                fields = roll_ensemble(models, u[:, 0], m, steps, draw, gens[name], costs[name])
             costs[name].calls += calls[0]
             acc[name].add(fields, truth)
             _keep(samples, cfg.eval.plot_samples, lo, name, fields, truth, shown)

@@ -1,0 +1,138 @@
+"""Where the diffusion residual's ensemble spread goes: one step from true states, and
+whole rollouts with the drawn residuals scaled by a factor.
+
+    python -m bench.residual_spread [--config configs/quickstart.yaml]
+        [--checkpoints checkpoints/quickstart] [--inflation 1,2,4,6,8] [--out FILE]
+
+`diff_residual`'s goal is spread/skill in [0.7, 1.3] at a CRPS <= 0.9 x the
+operator's MAE. This entry tells apart the causes of a spread that is too small:
+
+1. One step from the evaluation split's true latent states: the RMS of the drawn
+   residuals against the RMS of the true residual `z1 - op(z0)`, the one-step
+   spread/skill, and the error of the draws' mean as a correction. A model that
+   matches the residual's distribution draws about its RMS and scores about 1.
+2. Rollouts of `eval.ensemble_size` members, each drawn residual multiplied by
+   alpha: CRPS, spread/skill and the ensemble mean's rollout nRMSE per alpha
+   (alpha = 1 is the evaluation's own ensemble). If only a large alpha
+   calibrates the spread and it costs CRPS, the missing spread is the operator's own
+   error compounded along the rollout, which a one-step residual does not model.
+
+It reads a trained run's files (the quickstart's by default) and trains nothing;
+every draw is seeded with `eval.seed`. Not part of `python -m bench`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+from pathlib import Path
+
+import torch
+
+from bench.common import REPO
+from ups.config import load_config
+from ups.data.burgers import ensure_data
+from ups.data.pdebench import open_split
+from ups.eval.ensemble import TEACHER, _Cost, residual_draws, roll_ensemble
+from ups.eval.evaluation import plan_rollout
+from ups.eval.loading import load_models, load_sampler, later_stage_files
+from ups.eval.probabilistic import EnsembleAccumulator, spread_skill_ratio
+from ups.eval.run import eval_split
+from ups.resume.layout import STAGE_CHECKPOINT
+
+ONE_STEP_MEMBERS = 8
+
+
+def _rms(x: torch.Tensor) -> float:
+    return float(x.double().pow(2).mean().sqrt())
+
+
+@torch.no_grad()
+def one_step(models, draw, u: torch.Tensor, stride: int, seed: int) -> dict[str, float]:
+    """Draws given op(z0) against the true residual, over every (t, t + stride) pair of `u` [B, T, X]."""
+    codec = models.codec
+    z0 = codec.encode(u[:, :-stride].reshape(-1, u.shape[-1]))
+    z1 = codec.encode(u[:, stride:].reshape(-1, u.shape[-1]))
+    pred = models.operator(z0).float()
+    residual = z1 - pred
+    gen = torch.Generator().manual_seed(seed)
+    draws = torch.stack([draw(pred, gen) for _ in range(ONE_STEP_MEMBERS)])
+    mean = draws.mean(0)
+    return {"true_residual_rms": _rms(residual), "drawn_residual_rms": _rms(draws),
+            "error_without_correction": _rms(residual), "error_of_draws_mean": _rms(mean - residual),
+            "spread_skill": spread_skill_ratio(float(draws.double().var(0).mean()),
+                                               float((mean - residual).double().pow(2).mean()), ONE_STEP_MEMBERS)}
+
+
+@torch.no_grad()
+def rollouts(cfg, models, draw, u: torch.Tensor, steps: int, alphas: list[float]) -> dict[str, dict[str, float]]:
+    stride, members = cfg.data.time_stride, cfg.eval.ensemble_size
+    truth = u[:, stride: stride * steps + 1: stride].numpy()
+    out = {}
+    for alpha in [0.0, *alphas]:  # 0: the operator alone, one member (CRPS = MAE)
+        # the evaluation's seeds (`evaluate_ensembles`: eval.seed + the method's place, the teacher's is 1),
+        # so alpha = 1 draws what `scripts/evaluate.py` draws whenever its samples fit one batch
+        gen = torch.Generator().manual_seed(cfg.eval.seed + (0 if alpha == 0 else 1))
+        m = 1 if alpha == 0 else members
+        scaled = None if alpha == 0 else (lambda c, g, a=alpha: a * draw(c, g))
+        fields = roll_ensemble(models, u[:, 0], m, steps, scaled, gen, _Cost())
+        acc = EnsembleAccumulator(steps, m)
+        acc.add(fields, truth)
+        o = acc.overall()
+        out["operator" if alpha == 0 else f"{alpha:g}"] = {  # JSON has no nan: one member's spread/skill is None
+            k: None if math.isnan(o[k]) else o[k] for k in ("crps", "spread_skill", "nrmse_of_mean")}
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m bench.residual_spread", description=__doc__.splitlines()[0])
+    p.add_argument("--config", type=Path, default=REPO / "configs/quickstart.yaml")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
+    p.add_argument("--checkpoints", type=Path, help="the run's checkpoint_dir (default: the config's)")
+    p.add_argument("--inflation", default="1,2,4,6,8", help="factors alpha for the drawn residuals")
+    p.add_argument("--out", type=Path, help="write every number as JSON here")
+    args = p.parse_args(argv)
+    torch.manual_seed(0)
+    cfg = load_config(args.config, args.overrides)
+    torch.set_num_threads(cfg.training.num_threads or torch.get_num_threads())
+    alphas = [float(a) for a in args.inflation.split(",") if a.strip()]
+    if not alphas or min(alphas) <= 0 or cfg.eval.ensemble_size < 2:
+        p.error("--inflation takes positive factors, and eval.ensemble_size must be at least 2")
+    ck = args.checkpoints or Path(cfg.training.checkpoint_dir)
+    operator = ck / STAGE_CHECKPOINT["operator"]
+    device = torch.device("cpu")
+    models = load_models(cfg, operator, None, device)
+    files = later_stage_files(operator)
+    if TEACHER not in files:
+        p.error(f"no {STAGE_CHECKPOINT[TEACHER]} beside {operator}: train the diff_residual stage first")
+    draw = residual_draws(cfg, {TEACHER: load_sampler(cfg, files[TEACHER], TEACHER, models.codec, device)})[TEACHER]
+    split = eval_split(cfg)
+    ensure_data(cfg.data, splits=(split,))
+    data = open_split(cfg.data, split)
+    try:
+        n = min(len(data), cfg.eval.max_samples or len(data), cfg.eval.ensemble_max_samples or len(data))
+        u = torch.from_numpy(data.trajectories(list(range(n)))).float()
+        steps = plan_rollout(cfg, data.n_times)
+    finally:
+        data.close()
+    result = {"samples": n, "rollout_steps": steps, "members": cfg.eval.ensemble_size,
+              "one_step": one_step(models, draw, u, cfg.data.time_stride, cfg.eval.seed),
+              "rollout": rollouts(cfg, models, draw, u, steps, alphas)}
+    s = result["one_step"]
+    print(f"{n} {split} samples, {steps} rollout steps, {cfg.eval.ensemble_size} members")
+    print(f"one step from true states: drawn residual RMS {s['drawn_residual_rms']:.4g} vs true "
+          f"{s['true_residual_rms']:.4g} ({s['drawn_residual_rms'] / s['true_residual_rms']:.2f}x); "
+          f"spread/skill {s['spread_skill']:.3f}; error {s['error_without_correction']:.4g} without a correction, "
+          f"{s['error_of_draws_mean']:.4g} with the draws' mean")
+    print(f"{'alpha':>8}  {'CRPS':>9}  {'spread/skill':>12}  {'mean nRMSE':>10}")
+    for name, r in result["rollout"].items():
+        ss = "" if r["spread_skill"] is None else f"{r['spread_skill']:.3f}"
+        print(f"{name:>8}  {r['crps']:9.5f}  {ss:>12}  {r['nrmse_of_mean']:10.4f}")
+    if args.out:
+        args.out.write_text(json.dumps(result, indent=2, allow_nan=False) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
