@@ -16,9 +16,14 @@ operator's MAE. This entry tells apart the causes of a spread that is too small:
    (alpha = 1 is the evaluation's own ensemble). If only a large alpha
    calibrates the spread and it costs CRPS, the missing spread is the operator's own
    error compounded along the rollout, which a one-step residual does not model.
+3. With `--rollout-steps 1,4,...`: the residual retrained along the operator's own
+   rollouts (`diffusion.train_rollout_steps` = K, `ups.training.tasks.rolled_residuals`)
+   for each K, in a copy of the run's checkpoint directory, and both measurements
+   above (alpha = 1) for each.
 
-It reads a trained run's files (the quickstart's by default) and trains nothing;
-every draw is seeded with `eval.seed`. Not part of `python -m bench`.
+It reads a trained run's files (the quickstart's by default) and trains nothing
+unless asked to by `--rollout-steps`; every draw is seeded with `eval.seed`. Not part
+of `python -m bench`.
 """
 
 from __future__ import annotations
@@ -26,11 +31,15 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import shutil
+import subprocess
+import sys
+import tempfile
 from pathlib import Path
 
 import torch
 
-from bench.common import REPO
+from bench.common import BASE_SETS, REPO, TRAIN
 from ups.config import load_config
 from ups.data.burgers import ensure_data
 from ups.data.pdebench import open_split
@@ -85,27 +94,18 @@ def rollouts(cfg, models, draw, u: torch.Tensor, steps: int, alphas: list[float]
     return out
 
 
-def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m bench.residual_spread", description=__doc__.splitlines()[0])
-    p.add_argument("--config", type=Path, default=REPO / "configs/quickstart.yaml")
-    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
-    p.add_argument("--checkpoints", type=Path, help="the run's checkpoint_dir (default: the config's)")
-    p.add_argument("--inflation", default="1,2,4,6,8", help="factors alpha for the drawn residuals")
-    p.add_argument("--out", type=Path, help="write every number as JSON here")
-    args = p.parse_args(argv)
-    torch.manual_seed(0)
-    cfg = load_config(args.config, args.overrides)
-    torch.set_num_threads(cfg.training.num_threads or torch.get_num_threads())
-    alphas = [float(a) for a in args.inflation.split(",") if a.strip()]
-    if not alphas or min(alphas) <= 0 or cfg.eval.ensemble_size < 2:
-        p.error("--inflation takes positive factors, and eval.ensemble_size must be at least 2")
-    ck = args.checkpoints or Path(cfg.training.checkpoint_dir)
+class MissingStage(Exception):
+    """The run has no residual file to measure."""
+
+
+def measure(cfg, ck: Path, alphas: list[float]) -> dict:
+    """Both measurements on the run whose files are in `ck`."""
     operator = ck / STAGE_CHECKPOINT["operator"]
     device = torch.device("cpu")
     models = load_models(cfg, operator, None, device)
     files = later_stage_files(operator)
     if TEACHER not in files:
-        p.error(f"no {STAGE_CHECKPOINT[TEACHER]} beside {operator}: train the diff_residual stage first")
+        raise MissingStage(f"no {STAGE_CHECKPOINT[TEACHER]} beside {operator}: train the diff_residual stage first")
     draw = residual_draws(cfg, {TEACHER: load_sampler(cfg, files[TEACHER], TEACHER, models.codec, device)})[TEACHER]
     split = eval_split(cfg)
     ensure_data(cfg.data, splits=(split,))
@@ -116,11 +116,30 @@ def main(argv: list[str] | None = None) -> int:
         steps = plan_rollout(cfg, data.n_times)
     finally:
         data.close()
-    result = {"samples": n, "rollout_steps": steps, "members": cfg.eval.ensemble_size,
-              "one_step": one_step(models, draw, u, cfg.data.time_stride, cfg.eval.seed),
-              "rollout": rollouts(cfg, models, draw, u, steps, alphas)}
+    return {"samples": n, "split": split, "rollout_steps": steps, "members": cfg.eval.ensemble_size,
+            "one_step": one_step(models, draw, u, cfg.data.time_stride, cfg.eval.seed),
+            "rollout": rollouts(cfg, models, draw, u, steps, alphas)}
+
+
+def retrained_along_rollouts(args, ck: Path, k: int) -> dict:
+    """The residual retrained with diffusion.train_rollout_steps = k in a copy of `ck`, measured at alpha = 1."""
+    with tempfile.TemporaryDirectory(prefix="ups-spread-") as tmp:
+        copy = Path(tmp) / "checkpoints"
+        shutil.copytree(ck, copy)
+        sets = [*BASE_SETS, *args.overrides, f"diffusion.train_rollout_steps={k}", f"training.checkpoint_dir={copy}"]
+        cmd = [sys.executable, TRAIN, "--config", str(args.config), "--stage", "diff_residual"]
+        for kv in sets:
+            cmd += ["--set", kv]
+        proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True)
+        if proc.returncode != 0:
+            raise SystemExit(f"error: training diff_residual with train_rollout_steps={k} exited "
+                             f"{proc.returncode}:\n{proc.stdout[-2000:]}{proc.stderr[-2000:]}")
+        cfg = load_config(args.config, [*args.overrides, f"diffusion.train_rollout_steps={k}"])
+        return measure(cfg, copy, [1.0])
+
+
+def _print(result: dict) -> None:
     s = result["one_step"]
-    print(f"{n} {split} samples, {steps} rollout steps, {cfg.eval.ensemble_size} members")
     print(f"one step from true states: drawn residual RMS {s['drawn_residual_rms']:.4g} vs true "
           f"{s['true_residual_rms']:.4g} ({s['drawn_residual_rms'] / s['true_residual_rms']:.2f}x); "
           f"spread/skill {s['spread_skill']:.3f}; error {s['error_without_correction']:.4g} without a correction, "
@@ -129,6 +148,55 @@ def main(argv: list[str] | None = None) -> int:
     for name, r in result["rollout"].items():
         ss = "" if r["spread_skill"] is None else f"{r['spread_skill']:.3f}"
         print(f"{name:>8}  {r['crps']:9.5f}  {ss:>12}  {r['nrmse_of_mean']:10.4f}")
+
+
+def _print_sweep(sweep: dict[str, dict]) -> None:
+    print("the residual trained along K-step rollouts of the operator (alpha = 1):")
+    print(f"{'K':>4}  {'drawn/true RMS':>14}  {'CRPS':>9}  {'x MAE':>6}  {'spread/skill':>12}  {'mean nRMSE':>10}")
+    for k, r in sweep.items():
+        s, ens, op = r["one_step"], r["rollout"]["1"], r["rollout"]["operator"]
+        print(f"{k:>4}  {s['drawn_residual_rms'] / s['true_residual_rms']:14.2f}  {ens['crps']:9.5f}  "
+              f"{ens['crps'] / op['crps']:6.3f}  {ens['spread_skill']:12.3f}  {ens['nrmse_of_mean']:10.4f}")
+
+
+def _steps_list(text: str) -> list[int]:
+    try:
+        ks = [int(k) for k in text.split(",") if k.strip()]
+    except ValueError:
+        ks = []
+    if not ks or min(ks) < 1:
+        raise argparse.ArgumentTypeError(f"{text!r}: give rollout lengths >= 1, comma-separated (1,4,8)")
+    return ks
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m bench.residual_spread", description=__doc__.splitlines()[0])
+    p.add_argument("--config", type=Path, default=REPO / "configs/quickstart.yaml")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
+    p.add_argument("--checkpoints", type=Path, help="the run's checkpoint_dir (default: the config's)")
+    p.add_argument("--inflation", default="1,2,4,6,8", help="factors alpha for the drawn residuals")
+    p.add_argument("--rollout-steps", type=_steps_list, metavar="K,K,...",
+                   help="also retrain the residual along K-step rollouts for each K (about 20 s each on the "
+                        "quickstart) and measure it")
+    p.add_argument("--out", type=Path, help="write every number as JSON here")
+    args = p.parse_args(argv)
+    torch.manual_seed(0)
+    cfg = load_config(args.config, args.overrides)
+    torch.set_num_threads(cfg.training.num_threads or torch.get_num_threads())
+    alphas = [float(a) for a in args.inflation.split(",") if a.strip()]
+    if not alphas or min(alphas) <= 0 or cfg.eval.ensemble_size < 2:
+        p.error("--inflation takes positive factors, and eval.ensemble_size must be at least 2")
+    ck = args.checkpoints or Path(cfg.training.checkpoint_dir)
+    try:
+        result = measure(cfg, ck, alphas)
+    except MissingStage as e:
+        p.error(str(e))
+    print(f"{result['samples']} {result['split']} samples, {result['rollout_steps']} rollout steps, "
+          f"{result['members']} members")
+    _print(result)
+    if args.rollout_steps:
+        result["rollout_training"] = {str(k): retrained_along_rollouts(args, ck, k) for k in args.rollout_steps}
+        _print_sweep(result["rollout_training"])
     if args.out:
         args.out.write_text(json.dumps(result, indent=2, allow_nan=False) + "\n")
     return 0

@@ -148,6 +148,10 @@ class DiffusionConfig(_Section):
     sigma_max: float = Field(2.0, gt=0)
     sigma_data: float = Field(0.5, gt=0)
     sample_steps: int = Field(8, gt=0)
+    # Learn the residual along the operator's own rollouts: from each true state the operator
+    # rolls this many steps, and the residual at step k is the true state's minus the prediction
+    # from the operator's (k-1)-step state. 1: one step from true states only.
+    train_rollout_steps: int = Field(1, ge=1)
 
 
 class ConsistencyConfig(_Section):

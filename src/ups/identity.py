@@ -28,6 +28,10 @@ if TYPE_CHECKING:
 
 RUNTIME_SECTIONS = ("checkpoint", "logging", "eval")
 RUNTIME_TRAINING_KEYS = ("checkpoint_dir", "device", "compile", "num_threads")
+# Settings added after runs were made, left out of both hashes at these defaults so that
+# those runs stay current. (`operator.train_rollout_steps` is in `config_hash` at every
+# value; only the stage identity leaves it out at 1.)
+LATER_DEFAULTS = {("diffusion", "train_rollout_steps"): 1}
 
 
 def canonical_json(obj: Any) -> str:
@@ -46,6 +50,9 @@ def results_config(cfg: "Config") -> dict[str, Any]:
         d["training"].pop(key, None)
     for section in RUNTIME_SECTIONS:
         d.pop(section, None)
+    for (section, key), default in LATER_DEFAULTS.items():
+        if d[section].get(key) == default:
+            del d[section][key]
     return d
 
 

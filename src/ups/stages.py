@@ -18,8 +18,9 @@ from dataclasses import dataclass
 from typing import Any, Callable
 
 # What a stage reads (see `PipelineContext.source`): (z_t, z_t+1) pairs; sequences of
-# `operator.train_rollout_steps` steps (pairs when that is 1); single long-time states.
-PAIRS, SEQUENCES, STATES = "pairs", "sequences", "states"
+# `operator.train_rollout_steps` steps, or of `diffusion.train_rollout_steps` steps for the
+# residual (pairs when that is 1); single long-time states.
+PAIRS, SEQUENCES, RESIDUAL_SEQUENCES, STATES = "pairs", "sequences", "residual_sequences", "states"
 # Which weights an output file holds.
 MODEL, EMA = "model", "ema"
 
@@ -40,7 +41,7 @@ class StageSpec:
     outputs: tuple[Output, ...]  # files it owns; no stage writes another stage's file
     checkpoint: str  # the output its status entry names (the one downstream stages read)
     model: str  # the entry of `ups.models.build.architecture(cfg)` describing what it trains
-    data: str  # PAIRS, SEQUENCES or STATES
+    data: str  # PAIRS, SEQUENCES, RESIDUAL_SEQUENCES or STATES
     build: str  # "module:function" building its task: f(ctx, train_source, val_source) -> StageTask
 
     @property
@@ -66,11 +67,11 @@ STAGES: list[StageSpec] = [
     StageSpec("operator", "Operator", "Training Operator", ("operator",), (), _pair("operator"),
               "operator_ema.pt", "operator", SEQUENCES, f"{_TASKS}:build_operator_task"),
     StageSpec("diff_residual", "Diffusion Residual", "Training Diffusion Residual", ("diffusion",), ("operator",),
-              _pair("diffusion_residual"), "diffusion_residual_ema.pt", "diffusion", PAIRS,
+              _pair("diffusion_residual"), "diffusion_residual_ema.pt", "diffusion", RESIDUAL_SEQUENCES,
               f"{_TASKS}:build_diffusion_task"),
     StageSpec("consistency_distill", "Consistency Distillation", "Consistency Distillation",
               ("diffusion", "consistency"), ("operator", "diff_residual"), _pair("consistency_student"),
-              "consistency_student_ema.pt", "student", PAIRS, f"{_TASKS}:build_consistency_task"),
+              "consistency_student_ema.pt", "student", RESIDUAL_SEQUENCES, f"{_TASKS}:build_consistency_task"),
     StageSpec("steady_prior", "Steady Prior", "Training Steady Prior", ("steady_prior", "diffusion"), (),
               (Output("steady_prior.pt", EMA),), "steady_prior.pt", "steady_prior", STATES,
               f"{_TASKS}:build_steady_prior_task"),

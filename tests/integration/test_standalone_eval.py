@@ -151,3 +151,29 @@ def test_evaluation_with_skip_training(finished_run, capsys):
     meta = read_metadata(ckpt)
     assert isinstance(meta["last_small_eval"]["metric:nrmse"], float) and meta["last_small_eval_at"]
     assert Path(meta["last_small_eval"]["report"]).is_file()
+
+
+def test_the_prior_is_trained_on_standardised_states_and_samples_them_back_to_scale(finished_run, tmp_path):
+    from ups.errors import CheckpointError
+    from ups.eval.loading import load_models, load_sampler
+    from ups.pipeline.context import PipelineContext
+
+    config, ckpt = finished_run
+    cfg, cpu = load_config(config), torch.device("cpu")
+    codec = load_models(cfg, ckpt / "operator_ema.pt", None, cpu).codec
+    prior = load_sampler(cfg, ckpt / "steady_prior.pt", "steady_prior", codec, cpu)
+    assert prior.shift.shape == prior.scale.shape == (codec.tokens, codec.dim) and bool((prior.scale > 0).all())
+    ctx = PipelineContext.open(cfg, cpu, log=lambda _: None)
+    try:
+        (z,) = ctx.long_time_states("train").batch(torch.arange(64))
+    finally:
+        ctx.close()
+    x = (z - prior.shift) * prior.scale  # what the stage trained on
+    assert abs(float(x.std()) - cfg.diffusion.sigma_data) < 0.25 * cfg.diffusion.sigma_data
+    torch.testing.assert_close(prior.to_latent(x), z)
+
+    obj = torch.load(ckpt / "steady_prior.pt", weights_only=True)
+    obj["extra"]["state_scale"] = obj["extra"]["state_scale"][:-1]
+    torch.save(obj, tmp_path / "steady_prior.pt")
+    with pytest.raises(CheckpointError, match="state_scale"):
+        load_sampler(cfg, tmp_path / "steady_prior.pt", "steady_prior", codec, cpu)

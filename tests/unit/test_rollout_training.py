@@ -67,3 +67,32 @@ def test_the_rollout_length_is_part_of_the_operators_identity_and_its_default_ch
     assert three["operator.train_rollout_steps"] == 3
     assert "operator.train_rollout_steps" not in one  # runs made before the setting existed stay current
     assert {k: v for k, v in three.items() if k != "operator.train_rollout_steps"} == one
+
+
+def test_the_residual_along_a_rollout_continues_from_the_operators_own_predictions():
+    from ups.training.tasks import rolled_residuals
+
+    def operator(z):
+        return 2 * z
+
+    z = [torch.randn(5, 3, 4) for _ in range(3)]
+    residual, pred = rolled_residuals(operator, tuple(z))
+    torch.testing.assert_close(pred, torch.cat([2 * z[0], 4 * z[0]]))
+    torch.testing.assert_close(residual, torch.cat([z[1] - 2 * z[0], z[2] - 4 * z[0]]))
+    one_residual, one_pred = rolled_residuals(operator, tuple(z[:2]))  # a pair: the one-step residual
+    torch.testing.assert_close(one_pred, 2 * z[0])
+    torch.testing.assert_close(one_residual, z[1] - 2 * z[0])
+
+
+def test_the_residuals_rollout_length_is_its_stages_identity_and_its_default_changes_nothing():
+    from ups import stages
+    from ups.config import config_from_dict
+    from ups.identity import stage_identity
+
+    key = "diffusion.train_rollout_steps"
+    for name, shaped in [("diff_residual", True), ("consistency_distill", True), ("operator", False)]:
+        spec = stages.get(name)
+        one, four = (stage_identity(config_from_dict({"diffusion": {"train_rollout_steps": k}}), spec) for k in (1, 4))
+        assert key not in one  # runs made before the setting existed stay current
+        assert (four.get(key) == 4) is shaped
+        assert {k: v for k, v in four.items() if k != key} == one

@@ -139,12 +139,20 @@ SAMPLER_BUILDERS: dict[str, Callable[[Config], nn.Module]] = {
 
 @dataclass
 class Sampler:
-    """A later stage's denoiser, frozen, with the scale its residuals were trained at (1 for the prior)."""
+    """A later stage's denoiser, frozen, with the scale its residuals were trained at.
+
+    The prior's states were trained standardised per feature: `shift` is their mean and
+    `scale` a [tokens, dim] tensor; a latent is `x / scale + shift` for a model sample x.
+    """
 
     stage: str
     model: nn.Module
-    scale: float
+    scale: float | Tensor
     file: dict[str, Any]
+    shift: float | Tensor = 0.0
+
+    def to_latent(self, x: Tensor) -> Tensor:
+        return x / self.scale + self.shift
 
 
 def later_stage_files(operator_path: Path) -> dict[str, Path]:
@@ -161,6 +169,26 @@ def load_sampler(cfg: Config, path: Path, stage: str, codec: LatentCodec, device
     if obj["latent"] != codec.describe():
         raise CheckpointError(f"{path.name} was trained on other latents than the operator "
                               f"(codec {obj['latent']} vs {codec.describe()}); pass files from the same run")
-    # A stage that reads no upstream samples latents themselves; the others, the operator's residual.
-    scale = _residual_scale(obj, path) if stages.get(stage).upstream else 1.0
-    return Sampler(stage, _module(SAMPLER_BUILDERS[stage], obj, cfg, path, device), scale, describe_file(path, obj))
+    model = _module(SAMPLER_BUILDERS[stage], obj, cfg, path, device)
+    if stages.get(stage).upstream:  # the operator's residual, rescaled
+        return Sampler(stage, model, _residual_scale(obj, path), describe_file(path, obj))
+    # A stage that reads no upstream samples latents themselves: standardised ones, or raw
+    # ones in a file written before the prior standardised its states.
+    shift, scale = _state_statistics(obj, path, codec, device)
+    return Sampler(stage, model, scale, describe_file(path, obj), shift)
+
+
+def _state_statistics(obj: dict[str, Any], path: Path, codec: LatentCodec,
+                      device: torch.device) -> tuple[float | Tensor, float | Tensor]:
+    extra = obj.get("extra") or {}
+    if "state_mean" not in extra:
+        return 0.0, 1.0
+    try:
+        shift, scale = (torch.tensor(extra[key], dtype=torch.float32, device=device)
+                        for key in ("state_mean", "state_scale"))
+    except (KeyError, TypeError, ValueError) as e:
+        raise CheckpointError(f"{path} has no usable extra.state_mean/state_scale; retrain its stage") from e
+    shape = (codec.tokens, codec.dim)
+    if shift.shape != shape or scale.shape != shape or not bool((scale > 0).all()):
+        raise CheckpointError(f"{path}: extra.state_mean/state_scale must be {list(shape)} with a positive scale")
+    return shift, scale

@@ -67,7 +67,7 @@ def prior_samples(cfg: Config, models: Models, prior: Sampler, n: int, device: t
     codec, out = models.codec, []
     for lo in range(0, n, MODEL_CHUNK):
         shape = (min(MODEL_CHUNK, n - lo), codec.tokens, codec.dim)
-        z = sample(prior.model, None, shape, cfg.diffusion.sample_steps, cfg.diffusion, gen).to(device)
+        z = prior.to_latent(sample(prior.model, None, shape, cfg.diffusion.sample_steps, cfg.diffusion, gen).to(device))
         out.append(codec.decode(z).cpu().numpy())
     return np.concatenate(out).astype(np.float64)
 

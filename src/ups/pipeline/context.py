@@ -109,17 +109,23 @@ class PipelineContext:
 
     def source(self, kind: str, split: str) -> LatentSource:
         """What a stage reads (its `StageSpec.data`) from `train` or `val`."""
-        if kind == stages.SEQUENCES:
-            return self.sequences(split, self.cfg.operator.train_rollout_steps)
+        if kind in (stages.SEQUENCES, stages.RESIDUAL_SEQUENCES):
+            return self.sequences(split, self.horizon(kind))
         if kind == stages.STATES:
             return self.long_time_states(split)
         return self.pairs(split)
 
+    def horizon(self, kind: str) -> int:
+        """Steps per item of a sequence kind: the operator's or the residual's rollout training."""
+        if kind == stages.RESIDUAL_SEQUENCES:
+            return self.cfg.diffusion.train_rollout_steps
+        return self.cfg.operator.train_rollout_steps
+
     def n_items(self, kind: str, split: str) -> int:
         """Items of `source(kind, split)`, without encoding a split only to count it."""
-        if kind == stages.SEQUENCES:
+        if kind in (stages.SEQUENCES, stages.RESIDUAL_SEQUENCES):
             # Rollout sequences: fewer start times than pairs (see LatentSource).
-            steps = self.cfg.operator.train_rollout_steps
+            steps = self.horizon(kind)
             fs: FieldSplit = getattr(self, split)
             return self.pairs(split).n_items - len(fs) * (steps - 1) * self.cfg.data.time_stride
         return self.source(kind, split).n_items

@@ -12,6 +12,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from ups import stages
 from ups.models.build import build_diffusion, build_operator, build_steady_prior, build_student
 from ups.models.consistency import consistency_distill_loss
 from ups.models.diffusion import edm_loss
@@ -46,10 +47,8 @@ def build_diffusion_task(ctx: PipelineContext, train: LatentSource, val: LatentS
     dcfg = ctx.cfg.diffusion
 
     def loss(model, batch, gen, ema):
-        z0, z1 = batch
-        with torch.no_grad():
-            pred = operator(z0)
-        return edm_loss(model, (z1 - pred) * scale, pred, gen, dcfg)
+        residual, pred = rolled_residuals(operator, batch)
+        return edm_loss(model, residual * scale, pred, gen, dcfg)
 
     return StageTask(build_diffusion(ctx.cfg), loss, train, val, extra={"residual_scale": scale})
 
@@ -63,37 +62,75 @@ def build_consistency_task(ctx: PipelineContext, train: LatentSource, val: Laten
     dcfg, ccfg = ctx.cfg.diffusion, ctx.cfg.consistency
 
     def loss(model, batch, gen, ema):
-        z0, z1 = batch
-        with torch.no_grad():
-            pred = operator(z0)
-        return consistency_distill_loss(model, ema.module, teacher, (z1 - pred) * scale, pred, gen, dcfg, ccfg)
+        residual, pred = rolled_residuals(operator, batch)
+        return consistency_distill_loss(model, ema.module, teacher, residual * scale, pred, gen, dcfg, ccfg)
 
     return StageTask(student, loss, train, val, extra={"residual_scale": scale})
 
 
 def build_steady_prior_task(ctx: PipelineContext, train: LatentSource, val: LatentSource) -> StageTask:
     dcfg = ctx.cfg.diffusion
+    mean, std = state_statistics(train)
+    scale = dcfg.sigma_data / std
 
     def loss(model, batch, gen, ema):
         (z,) = batch
-        return edm_loss(model, z, None, gen, dcfg)
+        return edm_loss(model, (z - mean) * scale, None, gen, dcfg)
 
-    return StageTask(build_steady_prior(ctx.cfg), loss, train, val)
+    return StageTask(build_steady_prior(ctx.cfg), loss, train, val,
+                     extra={"state_mean": mean.cpu().tolist(), "state_scale": scale.cpu().tolist()})
+
+
+@torch.no_grad()
+def rolled_residuals(operator: torch.nn.Module, batch: tuple[torch.Tensor, ...]) -> tuple[torch.Tensor, torch.Tensor]:
+    """(residual, prediction) at every step of the operator's rollout from batch[0] along batch[1:].
+
+    The rollout continues from the operator's own predictions, so the residual at step k is
+    what an ensemble member meets k steps from a true state: the operator's compounded error,
+    not only its one-step error. A pair (z0, z1) gives the one-step residual z1 - op(z0).
+    The steps are stacked along the batch dimension.
+    """
+    z, *targets = batch
+    residuals, preds = [], []
+    for target in targets:
+        z = operator(z)
+        residuals.append(target - z)
+        preds.append(z)
+    if len(targets) == 1:
+        return residuals[0], preds[0]
+    return torch.cat(residuals), torch.cat(preds)
+
+
+@torch.no_grad()
+def state_statistics(src: LatentSource) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-feature mean and std [tokens, dim] of the first train states (deterministic).
+
+    The prior's latents are neither centred nor of spread sigma_data (on the quickstart
+    their features' stds reach 2.4 against sigma_data 0.5 and sigma_max 2.0), so its
+    sampler would start from noise narrower than the data. Each feature is standardised
+    to sigma_data once here, and the statistics ship with the weights. A feature that
+    barely varies keeps a floor of 1e-3 x the largest std, so it is not blown up.
+    """
+    n = min(src.n_items, RESIDUAL_STAT_ITEMS)
+    z = torch.cat([src.batch(torch.arange(lo, min(lo + 256, n), device=src.device))[0].float()
+                   for lo in range(0, n, 256)])
+    std = z.std(0)
+    return z.mean(0), std.clamp_min(1e-3 * float(std.max()))
 
 
 @torch.no_grad()
 def residual_scale(ctx: PipelineContext, operator: torch.nn.Module) -> float:
-    """sigma_data / std of the operator's residual, over the first train items (deterministic).
+    """sigma_data / std of the residual the stage learns, over the first train items (deterministic).
 
     The diffusion model's preconditioning assumes data of spread sigma_data; the
     residual of a good operator is much smaller, so it is rescaled once here and
     the factor ships with the weights.
     """
-    src = ctx.pairs("train")
+    src = ctx.source(stages.RESIDUAL_SEQUENCES, "train")
     n = min(src.n_items, RESIDUAL_STAT_ITEMS)
     chunks = []
     for lo in range(0, n, 256):
-        z0, z1 = src.batch(torch.arange(lo, min(lo + 256, n), device=ctx.device))
-        chunks.append((z1 - operator(z0)).float().flatten())
+        residual, _ = rolled_residuals(operator, src.batch(torch.arange(lo, min(lo + 256, n), device=ctx.device)))
+        chunks.append(residual.float().flatten())
     std = torch.cat(chunks).std().item()
     return float(ctx.cfg.diffusion.sigma_data / max(std, 1e-8))
