@@ -45,7 +45,7 @@ from ups.data.burgers import ensure_data
 from ups.data.pdebench import open_split
 from ups.eval.ensemble import TEACHER, _Cost, residual_draws, roll_ensemble
 from ups.eval.evaluation import plan_rollout
-from ups.eval.loading import load_models, load_sampler, later_stage_files
+from ups.eval.loading import check_lead_steps, load_models, load_sampler, later_stage_files
 from ups.eval.probabilistic import EnsembleAccumulator, spread_skill_ratio
 from ups.eval.run import eval_split
 from ups.resume.layout import STAGE_CHECKPOINT
@@ -66,7 +66,7 @@ def one_step(models, draw, u: torch.Tensor, stride: int, seed: int) -> dict[str,
     pred = models.operator(z0).float()
     residual = z1 - pred
     gen = torch.Generator().manual_seed(seed)
-    draws = torch.stack([draw(pred, gen) for _ in range(ONE_STEP_MEMBERS)])
+    draws = torch.stack([draw(pred, gen, 0) for _ in range(ONE_STEP_MEMBERS)])
     mean = draws.mean(0)
     return {"true_residual_rms": _rms(residual), "drawn_residual_rms": _rms(draws),
             "error_without_correction": _rms(residual), "error_of_draws_mean": _rms(mean - residual),
@@ -75,7 +75,8 @@ def one_step(models, draw, u: torch.Tensor, stride: int, seed: int) -> dict[str,
 
 
 @torch.no_grad()
-def rollouts(cfg, models, draw, u: torch.Tensor, steps: int, alphas: list[float]) -> dict[str, dict[str, float]]:
+def rollouts(cfg, models, draw, u: torch.Tensor, steps: int, alphas: list[float],
+             feed_back: bool = True) -> dict[str, dict[str, float]]:
     stride, members = cfg.data.time_stride, cfg.eval.ensemble_size
     truth = u[:, stride: stride * steps + 1: stride].numpy()
     out = {}
@@ -84,8 +85,8 @@ def rollouts(cfg, models, draw, u: torch.Tensor, steps: int, alphas: list[float]
         # so alpha = 1 draws what `scripts/evaluate.py` draws whenever its samples fit one batch
         gen = torch.Generator().manual_seed(cfg.eval.seed + (0 if alpha == 0 else 1))
         m = 1 if alpha == 0 else members
-        scaled = None if alpha == 0 else (lambda c, g, a=alpha: a * draw(c, g))
-        fields = roll_ensemble(models, u[:, 0], m, steps, scaled, gen, _Cost())
+        scaled = None if alpha == 0 else (lambda c, g, k, a=alpha: a * draw(c, g, k))
+        fields = roll_ensemble(models, u[:, 0], m, steps, scaled, gen, _Cost(), feed_back)
         acc = EnsembleAccumulator(steps, m)
         acc.add(fields, truth)
         o = acc.overall()
@@ -106,7 +107,9 @@ def measure(cfg, ck: Path, alphas: list[float]) -> dict:
     files = later_stage_files(operator)
     if TEACHER not in files:
         raise MissingStage(f"no {STAGE_CHECKPOINT[TEACHER]} beside {operator}: train the diff_residual stage first")
-    draw = residual_draws(cfg, {TEACHER: load_sampler(cfg, files[TEACHER], TEACHER, models.codec, device)})[TEACHER]
+    teacher = load_sampler(cfg, files[TEACHER], TEACHER, models.codec, device)
+    draw = residual_draws(cfg, {TEACHER: teacher})[TEACHER]
+    lead_steps = getattr(teacher.model, "lead_steps", 0)
     split = eval_split(cfg)
     ensure_data(cfg.data, splits=(split,))
     data = open_split(cfg.data, split)
@@ -116,9 +119,10 @@ def measure(cfg, ck: Path, alphas: list[float]) -> dict:
         steps = plan_rollout(cfg, data.n_times)
     finally:
         data.close()
+    check_lead_steps(lead_steps, steps)
     return {"samples": n, "split": split, "rollout_steps": steps, "members": cfg.eval.ensemble_size,
             "one_step": one_step(models, draw, u, cfg.data.time_stride, cfg.eval.seed),
-            "rollout": rollouts(cfg, models, draw, u, steps, alphas)}
+            "rollout": rollouts(cfg, models, draw, u, steps, alphas, feed_back=not lead_steps)}
 
 
 def retrained_along_rollouts(args, ck: Path, k: int) -> dict:

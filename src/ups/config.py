@@ -152,6 +152,10 @@ class DiffusionConfig(_Section):
     # rolls this many steps, and the residual at step k is the true state's minus the prediction
     # from the operator's (k-1)-step state. 1: one step from true states only.
     train_rollout_steps: int = Field(1, ge=1)
+    # The residual as the operator's k-step error, told k: drawn for each step of the operator's
+    # own deterministic rollout and added to it, never fed back. Evaluation rollouts may be at
+    # most `train_rollout_steps` long. False: a one-step residual, added and rolled on from.
+    lead_time: bool = False
 
 
 class ConsistencyConfig(_Section):

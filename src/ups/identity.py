@@ -31,7 +31,7 @@ RUNTIME_TRAINING_KEYS = ("checkpoint_dir", "device", "compile", "num_threads")
 # Settings added after runs were made, left out of both hashes at these defaults so that
 # those runs stay current. (`operator.train_rollout_steps` is in `config_hash` at every
 # value; only the stage identity leaves it out at 1.)
-LATER_DEFAULTS = {("diffusion", "train_rollout_steps"): 1}
+LATER_DEFAULTS = {("diffusion", "train_rollout_steps"): 1, ("diffusion", "lead_time"): False}
 
 
 def canonical_json(obj: Any) -> str:

@@ -169,7 +169,7 @@ def test_the_prior_is_trained_on_standardised_states_and_samples_them_back_to_sc
     finally:
         ctx.close()
     x = (z - prior.shift) * prior.scale  # what the stage trained on
-    assert abs(float(x.std()) - cfg.diffusion.sigma_data) < 0.25 * cfg.diffusion.sigma_data
+    assert abs(float(x.std()) - prior.model.sigma_data) < 0.25 * prior.model.sigma_data
     torch.testing.assert_close(prior.to_latent(x), z)
 
     obj = torch.load(ckpt / "steady_prior.pt", weights_only=True)

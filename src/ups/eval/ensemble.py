@@ -4,8 +4,10 @@ The operator is deterministic; the residual model is a distribution over what it
 gets wrong. Scoring that distribution by its mean alone (as `operator+diffusion`
 does) cannot show what sampling buys, so each of `eval.ensemble_size` members
 rolls out on its own: at every step the operator predicts, a residual is drawn
-given that prediction, and the member continues from the sum. Three methods run
-on the same samples, scored by `ups.eval.probabilistic`:
+given that prediction, and the member continues from the sum. A lead-time residual
+(`diffusion.lead_time`: the operator's k-step error, told k) is instead drawn for each
+step of the operator's own rollout and added to it, never rolled on from. Three
+methods run on the same samples, scored by `ups.eval.probabilistic`:
 
 - `operator`: one member, no draw; its CRPS is its MAE;
 - `diff_residual`: the teacher, Heun sampler at `diffusion.sample_steps`;
@@ -33,7 +35,7 @@ from ups.config import Config
 from ups.data.pdebench import FieldSplit
 from ups.errors import ConfigError
 from ups.eval.evaluation import MODEL_CHUNK, plan_rollout, plot_steps
-from ups.eval.loading import Models, Sampler
+from ups.eval.loading import Models, Sampler, check_lead_steps, residual_condition
 from ups.eval.probabilistic import EnsembleAccumulator
 from ups.models.consistency import consistency_sample
 from ups.models.diffusion import sample
@@ -41,7 +43,7 @@ from ups.models.diffusion import sample
 OPERATOR, TEACHER, STUDENT = "operator", "diff_residual", "consistency_distill"
 MEMBER_BATCH = 256  # latent trajectories per forward pass (samples x members)
 
-Draw = Callable[[Tensor, torch.Generator], Tensor]
+Draw = Callable[[Tensor, torch.Generator, int], Tensor]  # (prediction, generator, 0-based step) -> residual
 
 
 @dataclass
@@ -83,16 +85,26 @@ class EnsembleResult:
 
 
 def residual_draws(cfg: Config, samplers: dict[str, Sampler]) -> dict[str, Draw]:
-    """Each sampling method's draw: latent residual given the operator's prediction, in latent units."""
+    """Each sampling method's draw: latent residual given the operator's prediction and its
+    0-based rollout step, in latent units."""
     draws: dict[str, Draw] = {}
     if TEACHER in samplers:
         t = samplers[TEACHER]
-        draws[TEACHER] = lambda cond, gen: sample(t.model, cond, cond.shape, cfg.diffusion.sample_steps,
-                                                  cfg.diffusion, gen) / t.scale
+
+        def teacher(pred: Tensor, gen: torch.Generator, step: int) -> Tensor:
+            cond, factor = residual_condition(pred, t.scale, step)
+            return sample(t.model, cond, pred.shape, cfg.diffusion.sample_steps, cfg.diffusion, gen) / factor
+
+        draws[TEACHER] = teacher
     if STUDENT in samplers:
         s = samplers[STUDENT]
-        draws[STUDENT] = lambda cond, gen: consistency_sample(s.model, cond, cond.shape, cfg.consistency.student_steps,
-                                                              cfg.diffusion, gen) / s.scale
+
+        def student(pred: Tensor, gen: torch.Generator, step: int) -> Tensor:
+            cond, factor = residual_condition(pred, s.scale, step)
+            return consistency_sample(s.model, cond, pred.shape, cfg.consistency.student_steps,
+                                      cfg.diffusion, gen) / factor
+
+        draws[STUDENT] = student
     return draws
 
 
@@ -123,25 +135,32 @@ class _Cost:
 
 
 def roll_ensemble(models: Models, u0: Tensor, members: int, steps: int, draw: Optional[Draw],
-          gen: torch.Generator, cost: _Cost) -> np.ndarray:
-    """Fields [members, B, steps, X] of `members` rollouts from the fields u0 [B, X]."""
+                  gen: torch.Generator, cost: _Cost, feed_back: bool = True) -> np.ndarray:
+    """Fields [members, B, steps, X] of `members` rollouts from the fields u0 [B, X].
+
+    `feed_back`: each member continues from its prediction plus its draw (a one-step
+    residual); otherwise every member follows the operator's own rollout and its draw
+    is only added to what is scored (a lead-time residual, `diffusion.lead_time`).
+    """
     b = u0.shape[0]
     z = models.codec.encode(u0).repeat(members, 1, 1)  # member-major: row m * b + i
     out = []
-    for _ in range(steps):
-        nxt = []
+    for step in range(steps):
+        rolled, scored = [], []
         for chunk in z.split(MODEL_CHUNK):
             pred = models.operator(chunk).float()
+            member = pred
             if draw is not None:
                 _sync(pred.device)
                 t0 = time.perf_counter()
-                pred = pred + draw(pred, gen)
+                member = pred + draw(pred, gen, step)
                 _sync(pred.device)
                 cost.seconds += time.perf_counter() - t0
                 cost.draws += 1
-            nxt.append(pred)
-        z = torch.cat(nxt)
-        out.append(models.codec.decode(z).reshape(members, b, -1).cpu().numpy())
+            rolled.append(member if feed_back else pred)
+            scored.append(member)
+        z = torch.cat(rolled)
+        out.append(models.codec.decode(torch.cat(scored)).reshape(members, b, -1).cpu().numpy())
     return np.stack(out, axis=2)
 
 
@@ -171,6 +190,8 @@ def evaluate_ensembles(cfg: Config, models: Models, samplers: dict[str, Sampler]
         raise ConfigError("eval.ensemble_size=1 has no spread to score; use 0 (skip) or at least 2")
     n = min(len(data), cfg.eval.max_samples or len(data), cfg.eval.ensemble_max_samples or len(data))
     steps, stride = plan_rollout(cfg, data.n_times), cfg.data.time_stride
+    for sampler in samplers.values():
+        check_lead_steps(getattr(sampler.model, "lead_steps", 0), steps)
     shown = plot_steps(steps)
     plan = {OPERATOR: (1, None), **{name: (members, d) for name, d in draws.items()}}
     acc = {name: EnsembleAccumulator(steps, m) for name, (m, _) in plan.items()}
@@ -184,7 +205,8 @@ def evaluate_ensembles(cfg: Config, models: Models, samplers: dict[str, Sampler]
         for name, (m, draw) in plan.items():
             model = samplers[name].model if name in samplers else None
             with counted(model) as calls:
-                fields = roll_ensemble(models, u[:, 0], m, steps, draw, gens[name], costs[name])
+                fields = roll_ensemble(models, u[:, 0], m, steps, draw, gens[name], costs[name],
+                                       feed_back=not getattr(model, "lead_steps", 0))
             costs[name].calls += calls[0]
             acc[name].add(fields, truth)
             _keep(samples, cfg.eval.plot_samples, lo, name, fields, truth, shown)

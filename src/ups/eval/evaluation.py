@@ -27,7 +27,7 @@ from torch import Tensor
 from ups.config import Config
 from ups.data.pdebench import FieldSplit
 from ups.errors import ConfigError, DataError
-from ups.eval.loading import Models
+from ups.eval.loading import Models, check_lead_steps
 from ups.eval.metrics import RunningCurve, RunningMean, nrmse
 
 PERSISTENCE, OPERATOR, CORRECTED = "persistence", "operator", "operator+diffusion"
@@ -94,6 +94,7 @@ def evaluate(cfg: Config, models: Models, data: FieldSplit, device: torch.device
         )
     n = min(len(data), cfg.eval.max_samples or len(data))
     steps = plan_rollout(cfg, data.n_times)
+    check_lead_steps(models.lead_steps, steps)
     stride = cfg.data.time_stride
     methods = [PERSISTENCE, OPERATOR] + ([CORRECTED] if models.correction else [])
     curves = {m: RunningCurve(steps) for m in methods}
@@ -114,15 +115,17 @@ def evaluate(cfg: Config, models: Models, data: FieldSplit, device: torch.device
     )
 
 
-def _advance(models: Models, z: Tensor, corrected: bool) -> Tensor:
-    """One operator step on a batch of latents [N, tokens, dim], in chunks."""
-    out = []
+def _advance(models: Models, z: Tensor, corrected: bool, step: int = 0) -> tuple[Tensor, Tensor]:
+    """One operator step on a batch of latents [N, tokens, dim], in chunks: (what the rollout
+    continues from, what is scored). A one-step residual's correction is rolled on from; a
+    lead-time residual's (`Models.lead_steps`) is added to the operator's own rollout only."""
+    rolled, scored = [], []
     for chunk in z.split(MODEL_CHUNK):
-        nxt = models.operator(chunk).float()
-        if corrected:
-            nxt = nxt + models.correction(nxt)
-        out.append(nxt)
-    return torch.cat(out)
+        pred = models.operator(chunk).float()
+        out = pred + models.correction(pred, step) if corrected else pred
+        rolled.append(pred if models.lead_steps else out)
+        scored.append(out)
+    return torch.cat(rolled), torch.cat(scored)
 
 
 def _one_step(models: Models, u: Tensor, stride: int, one: dict[str, RunningMean]) -> None:
@@ -133,7 +136,7 @@ def _one_step(models: Models, u: Tensor, stride: int, one: dict[str, RunningMean
     one[PERSISTENCE].add(nrmse(start.cpu().numpy(), target))
     for method in one:
         if method != PERSISTENCE:
-            pred = models.codec.decode(_advance(models, z, method == CORRECTED))
+            pred = models.codec.decode(_advance(models, z, method == CORRECTED)[1])
             one[method].add(nrmse(pred.cpu().numpy(), target))
 
 
@@ -146,9 +149,9 @@ def _rollout(models: Models, u: Tensor, stride: int, steps: int,
         if method == PERSISTENCE:
             continue
         z, fields = models.codec.encode(u[:, 0]), []
-        for _ in range(steps):
-            z = _advance(models, z, method == CORRECTED)
-            fields.append(models.codec.decode(z).cpu().numpy())
+        for step in range(steps):
+            z, scored = _advance(models, z, method == CORRECTED, step)
+            fields.append(models.codec.decode(scored).cpu().numpy())
         preds[method] = np.stack(fields, axis=1)
     for method, pred in preds.items():
         curves[method].add(nrmse(pred, truth))

@@ -16,8 +16,9 @@ import torch
 from torch import Tensor, nn
 
 from ups.config import Config
-from ups.errors import CheckpointError, one_line
+from ups.errors import CheckpointError, ConfigError, one_line
 from ups.models.build import build_diffusion, build_operator, build_steady_prior, build_student
+from ups.models.denoiser import Condition, LeadCondition
 from ups.models.diffusion import sample_mean
 from ups.models.latent import LatentCodec
 from ups.resume.atomic import file_digest
@@ -32,7 +33,8 @@ CORRECTION_BUILDERS: dict[str, Callable[[Config], nn.Module]] = {
     "consistency_distill": build_student,
 }
 
-Correction = Callable[[Tensor], Tensor]
+# (the operator's prediction, its 0-based rollout step) -> the expected residual in latent units
+Correction = Callable[[Tensor, int], Tensor]
 
 
 @dataclass
@@ -43,6 +45,9 @@ class Models:
     operator: nn.Module
     correction: Optional[Correction] = None
     files: dict[str, dict[str, Any]] = field(default_factory=dict)  # role -> facts for the report
+    # The residual is the operator's k-step error (`diffusion.lead_time`): added to the operator's
+    # own rollout at each step, never rolled on from; it was trained for `lead_steps` steps.
+    lead_steps: int = 0
 
 
 def describe_file(path: Path, obj: dict[str, Any]) -> dict[str, Any]:
@@ -100,31 +105,58 @@ def load_models(cfg: Config, operator_path: Path, diffusion_path: Optional[Path]
                 f"(codec {d_obj['latent']} vs {op_obj['latent']}); pass files from the same run"
             )
         model = _module(CORRECTION_BUILDERS[d_obj["stage"]], d_obj, cfg, diffusion_path, device)
-        models.correction = latent_correction(model, _residual_scale(d_obj, diffusion_path), cfg)
+        models.correction = latent_correction(model, _residual_scale(d_obj, diffusion_path, model, device), cfg)
         models.files["diffusion"] = describe_file(diffusion_path, d_obj)
+        models.lead_steps = getattr(model, "lead_steps", 0)
     return models
 
 
-def _residual_scale(obj: dict[str, Any], path: Path) -> float:
+def _residual_scale(obj: dict[str, Any], path: Path, model: nn.Module, device: torch.device) -> float | Tensor:
+    """The factor the residuals were trained at: one number, or one per step for a lead-time residual."""
+    lead_steps = getattr(model, "lead_steps", 0)
     try:
-        scale = float((obj.get("extra") or {})["residual_scale"])
-    except (KeyError, TypeError, ValueError) as e:
+        raw = (obj.get("extra") or {})["residual_scale"]
+        scale = torch.tensor(raw, dtype=torch.float32, device=device) if lead_steps else float(raw)
+    except (KeyError, TypeError, ValueError, RuntimeError) as e:
         raise CheckpointError(f"{path} has no usable extra.residual_scale; retrain its stage") from e
-    if not scale > 0:
-        raise CheckpointError(f"{path}: extra.residual_scale={scale} must be positive")
+    if lead_steps and tuple(scale.shape) != (lead_steps,):
+        raise CheckpointError(f"{path}: extra.residual_scale holds {list(scale.shape)} factors for a residual "
+                              f"of {lead_steps} rollout steps")
+    if not bool(torch.as_tensor(scale).gt(0).all()):
+        raise CheckpointError(f"{path}: extra.residual_scale={raw} must be positive")
     return scale
 
 
-def latent_correction(model: nn.Module, scale: float, cfg: Config) -> Correction:
-    """z_pred -> the expected residual E[z1 - op(z0) | op(z0)], back in latent units.
+def residual_condition(z_pred: Tensor, scale: float | Tensor, step: int) -> tuple[Condition, float | Tensor]:
+    """The denoiser's condition for a residual of rollout step `step` (0-based), and the factor to undo."""
+    if not isinstance(scale, Tensor):
+        return z_pred, scale
+    if step >= scale.shape[0]:  # evaluation checks the rollout's length first (`check_lead_steps`)
+        raise ConfigError(f"the residual was trained for {scale.shape[0]} rollout steps, not {step + 1}")
+    return LeadCondition(z_pred, torch.full((z_pred.shape[0],), step, device=z_pred.device)), scale[step]
+
+
+def check_lead_steps(lead_steps: int, rollout_steps: int) -> None:
+    """A lead-time residual knows only the steps it was trained for: refuse a longer rollout."""
+    if lead_steps and rollout_steps > lead_steps:
+        raise ConfigError(
+            f"the residual is the operator's error at each of {lead_steps} rollout steps "
+            f"(diffusion.train_rollout_steps with diffusion.lead_time), but the evaluation rolls out "
+            f"{rollout_steps}: set eval.rollout_steps <= {lead_steps} or retrain diff_residual with "
+            f"diffusion.train_rollout_steps >= {rollout_steps}")
+
+
+def latent_correction(model: nn.Module, scale: float | Tensor, cfg: Config) -> Correction:
+    """(z_pred, step) -> the expected residual E[z1 - op(z0) | op(z0)], back in latent units.
 
     The denoiser was trained on residuals multiplied by `scale` (see
     `ups.training.tasks.residual_scale`), so its estimate is divided by it here.
     `sample_mean` is deterministic: the report is the same on every run.
     """
 
-    def correct(z_pred: Tensor) -> Tensor:
-        return sample_mean(model, z_pred, z_pred.shape, cfg.diffusion) / scale
+    def correct(z_pred: Tensor, step: int) -> Tensor:
+        cond, factor = residual_condition(z_pred, scale, step)
+        return sample_mean(model, cond, z_pred.shape, cfg.diffusion) / factor
 
     return correct
 
@@ -141,8 +173,9 @@ SAMPLER_BUILDERS: dict[str, Callable[[Config], nn.Module]] = {
 class Sampler:
     """A later stage's denoiser, frozen, with the scale its residuals were trained at.
 
-    The prior's states were trained standardised per feature: `shift` is their mean and
-    `scale` a [tokens, dim] tensor; a latent is `x / scale + shift` for a model sample x.
+    A lead-time residual has one factor per rollout step (`scale` [K]). The prior's
+    states were trained standardised per feature: `shift` is their mean and `scale` a
+    [tokens, dim] tensor; a latent is `x / scale + shift` for a model sample x.
     """
 
     stage: str
@@ -171,7 +204,7 @@ def load_sampler(cfg: Config, path: Path, stage: str, codec: LatentCodec, device
                               f"(codec {obj['latent']} vs {codec.describe()}); pass files from the same run")
     model = _module(SAMPLER_BUILDERS[stage], obj, cfg, path, device)
     if stages.get(stage).upstream:  # the operator's residual, rescaled
-        return Sampler(stage, model, _residual_scale(obj, path), describe_file(path, obj))
+        return Sampler(stage, model, _residual_scale(obj, path, model, device), describe_file(path, obj))
     # A stage that reads no upstream samples latents themselves: standardised ones, or raw
     # ones in a file written before the prior standardised its states.
     shift, scale = _state_statistics(obj, path, codec, device)

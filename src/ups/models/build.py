@@ -55,6 +55,7 @@ def _diffusion_kwargs(cfg: Config, parameterization: str) -> dict[str, Any]:
         parameterization=parameterization,
         sigma_min=d.sigma_min,
         mlp_ratio=DENOISER_MLP_RATIO,
+        lead_steps=d.train_rollout_steps if d.lead_time else 0,
     )
 
 
@@ -91,7 +92,8 @@ def build_steady_prior(cfg: Config) -> TokenDenoiser:
 
 
 def _denoiser_arch(kwargs: dict[str, Any]) -> dict[str, Any]:
-    return {k: kwargs[k] for k in DENOISER_SHAPE_KEYS}
+    lead = {"lead_steps": kwargs["lead_steps"]} if kwargs.get("lead_steps") else {}  # absent from earlier files
+    return {**{k: kwargs[k] for k in DENOISER_SHAPE_KEYS}, **lead}
 
 
 def architecture(cfg: Config) -> dict[str, Any]:

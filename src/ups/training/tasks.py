@@ -15,6 +15,7 @@ import torch.nn.functional as F
 from ups import stages
 from ups.models.build import build_diffusion, build_operator, build_steady_prior, build_student
 from ups.models.consistency import consistency_distill_loss
+from ups.models.denoiser import Condition, LeadCondition
 from ups.models.diffusion import edm_loss
 from ups.training.batches import LatentSource
 from ups.pipeline.context import PipelineContext
@@ -45,10 +46,11 @@ def build_diffusion_task(ctx: PipelineContext, train: LatentSource, val: LatentS
     operator, _ = ctx.load_upstream("operator", build_operator)
     scale = residual_scale(ctx, operator)
     dcfg = ctx.cfg.diffusion
+    factor = _on_device(scale, ctx.device)
 
     def loss(model, batch, gen, ema):
-        residual, pred = rolled_residuals(operator, batch)
-        return edm_loss(model, residual * scale, pred, gen, dcfg)
+        x0, cond = residual_target(operator, batch, factor)
+        return edm_loss(model, x0, cond, gen, dcfg)
 
     return StageTask(build_diffusion(ctx.cfg), loss, train, val, extra={"residual_scale": scale})
 
@@ -56,28 +58,30 @@ def build_diffusion_task(ctx: PipelineContext, train: LatentSource, val: LatentS
 def build_consistency_task(ctx: PipelineContext, train: LatentSource, val: LatentSource) -> StageTask:
     operator, _ = ctx.load_upstream("operator", build_operator)
     teacher, teacher_file = ctx.load_upstream("diff_residual", build_diffusion)
-    scale = float(teacher_file["extra"]["residual_scale"])
+    scale = teacher_file["extra"]["residual_scale"]
+    factor = _on_device(scale, ctx.device)
     student = build_student(ctx.cfg)
     student.load_state_dict(teacher.state_dict())  # distillation starts from the teacher
     dcfg, ccfg = ctx.cfg.diffusion, ctx.cfg.consistency
 
     def loss(model, batch, gen, ema):
-        residual, pred = rolled_residuals(operator, batch)
-        return consistency_distill_loss(model, ema.module, teacher, residual * scale, pred, gen, dcfg, ccfg)
+        x0, cond = residual_target(operator, batch, factor)
+        return consistency_distill_loss(model, ema.module, teacher, x0, cond, gen, dcfg, ccfg)
 
     return StageTask(student, loss, train, val, extra={"residual_scale": scale})
 
 
 def build_steady_prior_task(ctx: PipelineContext, train: LatentSource, val: LatentSource) -> StageTask:
     dcfg = ctx.cfg.diffusion
+    prior = build_steady_prior(ctx.cfg)
     mean, std = state_statistics(train)
-    scale = dcfg.sigma_data / std
+    scale = prior.sigma_data / std
 
     def loss(model, batch, gen, ema):
         (z,) = batch
         return edm_loss(model, (z - mean) * scale, None, gen, dcfg)
 
-    return StageTask(build_steady_prior(ctx.cfg), loss, train, val,
+    return StageTask(prior, loss, train, val,
                      extra={"state_mean": mean.cpu().tolist(), "state_scale": scale.cpu().tolist()})
 
 
@@ -105,10 +109,11 @@ def rolled_residuals(operator: torch.nn.Module, batch: tuple[torch.Tensor, ...])
 def state_statistics(src: LatentSource) -> tuple[torch.Tensor, torch.Tensor]:
     """Per-feature mean and std [tokens, dim] of the first train states (deterministic).
 
-    The prior's latents are neither centred nor of spread sigma_data (on the quickstart
-    their features' stds reach 2.4 against sigma_data 0.5 and sigma_max 2.0), so its
-    sampler would start from noise narrower than the data. Each feature is standardised
-    to sigma_data once here, and the statistics ship with the weights. A feature that
+    The prior's latents are neither centred nor of one spread (on the quickstart their
+    features' stds range from near 0 to 2.4, against the prior's sigma_data 1.0 and
+    sigma_max 2.0), so its sampler would start from noise narrower than some features
+    and far wider than others. Each feature is standardised to the prior's sigma_data
+    once here, and the statistics ship with the weights. A feature that
     barely varies keeps a floor of 1e-3 x the largest std, so it is not blown up.
     """
     n = min(src.n_items, RESIDUAL_STAT_ITEMS)
@@ -118,19 +123,39 @@ def state_statistics(src: LatentSource) -> tuple[torch.Tensor, torch.Tensor]:
     return z.mean(0), std.clamp_min(1e-3 * float(std.max()))
 
 
+def residual_target(operator: torch.nn.Module, batch: tuple[torch.Tensor, ...],
+                    factor: float | torch.Tensor) -> tuple[torch.Tensor, Condition]:
+    """(the scaled residual, its condition) of a batch: the prediction, and with a
+    per-step `factor` [K] (`diffusion.lead_time`) also the step each residual is drawn for."""
+    residual, pred = rolled_residuals(operator, batch)
+    if not isinstance(factor, torch.Tensor):
+        return residual * factor, pred
+    step = torch.arange(len(batch) - 1, device=pred.device).repeat_interleave(batch[0].shape[0])
+    return residual * factor[step][:, None, None], LeadCondition(pred, step)
+
+
+def _on_device(scale: float | list[float], device: torch.device) -> float | torch.Tensor:
+    return torch.tensor(scale, dtype=torch.float32, device=device) if isinstance(scale, list) else float(scale)
+
+
 @torch.no_grad()
-def residual_scale(ctx: PipelineContext, operator: torch.nn.Module) -> float:
+def residual_scale(ctx: PipelineContext, operator: torch.nn.Module) -> float | list[float]:
     """sigma_data / std of the residual the stage learns, over the first train items (deterministic).
 
     The diffusion model's preconditioning assumes data of spread sigma_data; the
     residual of a good operator is much smaller, so it is rescaled once here and
-    the factor ships with the weights.
+    the factor ships with the weights. A lead-time residual (`diffusion.lead_time`)
+    grows along the rollout, so it gets one factor per step.
     """
     src = ctx.source(stages.RESIDUAL_SEQUENCES, "train")
+    steps = ctx.horizon(stages.RESIDUAL_SEQUENCES)
     n = min(src.n_items, RESIDUAL_STAT_ITEMS)
     chunks = []
     for lo in range(0, n, 256):
         residual, _ = rolled_residuals(operator, src.batch(torch.arange(lo, min(lo + 256, n), device=ctx.device)))
-        chunks.append(residual.float().flatten())
-    std = torch.cat(chunks).std().item()
-    return float(ctx.cfg.diffusion.sigma_data / max(std, 1e-8))
+        chunks.append(residual.float())
+    sigma_data = ctx.cfg.diffusion.sigma_data
+    if ctx.cfg.diffusion.lead_time:  # each chunk is step-major: [steps * b, tokens, dim]
+        per_step = torch.cat([c.reshape(steps, -1) for c in chunks], dim=1).std(dim=1)
+        return [float(sigma_data / max(std, 1e-8)) for std in per_step.tolist()]
+    return float(sigma_data / max(torch.cat([c.flatten() for c in chunks]).std().item(), 1e-8))
