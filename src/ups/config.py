@@ -282,6 +282,9 @@ class EvalConfig(_Section):
     ensemble_size: int = Field(8, ge=0)
     ensemble_max_samples: Optional[int] = Field(None, gt=0)  # default: every evaluated sample
     seed: int = 0  # of every draw evaluation makes: the report is the same on every run
+    # Inflate each sampling stage's ensemble spread about its mean by the factor that gives
+    # spread/skill 1 on the validation split, before scoring the evaluation split.
+    calibrate_spread: bool = False
     protocol: Optional[ProtocolConfig] = None
 
 

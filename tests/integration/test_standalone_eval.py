@@ -177,3 +177,26 @@ def test_the_prior_is_trained_on_standardised_states_and_samples_them_back_to_sc
     torch.save(obj, tmp_path / "steady_prior.pt")
     with pytest.raises(CheckpointError, match="state_scale"):
         load_sampler(cfg, tmp_path / "steady_prior.pt", "steady_prior", codec, cpu)
+
+
+def test_the_spread_calibrated_on_val_is_the_factor_that_makes_val_spread_skill_one(finished_run, tmp_path):
+    config, ckpt = finished_run
+    base = ["--operator", str(ckpt / "operator_ema.pt"), "--config", str(config), "--device", "cpu",
+            "--set", "eval.ensemble_size=3", "--set", "eval.plot_samples=0"]
+
+    def ensemble(prefix, *extra):
+        assert run_main(evaluate_main, [*base, "--output-prefix", str(tmp_path / prefix), *extra]) == 0
+        return json.loads((tmp_path / f"{prefix}.json").read_text())["ensemble"]["methods"]
+
+    on_val = ensemble("val", "--set", "eval.split=val")
+    calibrated = ensemble("cal", "--set", "eval.calibrate_spread=true")
+    plain = ensemble("plain")
+    assert calibrated["operator"]["spread_inflation"] == 1.0 and plain["diff_residual"]["spread_inflation"] == 1.0
+    for name in ("diff_residual", "consistency_distill"):
+        assert calibrated[name]["spread_inflation"] == pytest.approx(1 / on_val[name]["spread_skill"], rel=1e-6)
+        assert calibrated[name]["spread_inflation"] != 1.0
+    assert calibrated["operator"]["crps"] == plain["operator"]["crps"]
+
+    refused = run_script("evaluate.py", *base, "--set", "eval.split=val", "--set", "eval.calibrate_spread=true",
+                         "--output-prefix", str(tmp_path / "x"))
+    assert refused.returncode == 2 and "fits the spread on the val split" in refused.stderr, refused.stderr

@@ -110,3 +110,21 @@ def test_a_lead_time_draw_is_told_its_step_and_undone_with_that_steps_factor():
         model(x, sigma, cond)
     with pytest.raises(ConfigError, match="trained for 3 rollout steps"):
         draw(cond, torch.Generator(), 3)
+
+
+def test_spread_inflation_scales_the_draws_about_their_mean_over_members():
+    codec = LatentCodec(16, 4, 4)
+    models = Models(codec=codec, operator=Shift())
+    u0 = torch.randn(2, 16)
+    offsets = torch.tensor([1.0, 3.0, 8.0])  # three members' draws: mean 4
+
+    def draw(pred, gen, step):
+        rows = torch.arange(pred.shape[0]) // 2  # member-major: rows m * b + i
+        return offsets[rows][:, None, None].expand_as(pred).clone()
+
+    plain = roll_ensemble(models, u0, 3, 1, draw, torch.Generator(), _Cost(), feed_back=False)
+    wide = roll_ensemble(models, u0, 3, 1, draw, torch.Generator(), _Cost(), feed_back=False, inflation=2.0)
+    z = codec.encode(u0) + 0.1
+    for m, want in enumerate([4 + 2 * (1 - 4), 4 + 2 * (3 - 4), 4 + 2 * (8 - 4)]):
+        assert abs(wide[m, :, 0] - codec.decode(z + want).numpy()).max() < 1e-3
+    assert abs(wide.mean(0) - plain.mean(0)).max() < 1e-3, "the ensemble mean does not move"

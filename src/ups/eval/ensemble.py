@@ -56,11 +56,12 @@ class MethodStats:
     denoiser_evals_per_draw: float = 0.0
     seconds_per_draw: float = 0.0
     seconds_per_trajectory: float = 0.0
+    spread_inflation: float = 1.0  # the draws' spread factor, fitted on the validation split (1: none)
 
     def as_dict(self) -> dict[str, Any]:
         return {"members": self.members, **self.overall, "denoiser_evals_per_draw": self.denoiser_evals_per_draw,
                 "seconds_per_draw": self.seconds_per_draw, "seconds_per_trajectory": self.seconds_per_trajectory,
-                "curves": self.curves}
+                "spread_inflation": self.spread_inflation, "curves": self.curves}
 
 
 @dataclass
@@ -135,33 +136,57 @@ class _Cost:
 
 
 def roll_ensemble(models: Models, u0: Tensor, members: int, steps: int, draw: Optional[Draw],
-                  gen: torch.Generator, cost: _Cost, feed_back: bool = True) -> np.ndarray:
+                  gen: torch.Generator, cost: _Cost, feed_back: bool = True, inflation: float = 1.0) -> np.ndarray:
     """Fields [members, B, steps, X] of `members` rollouts from the fields u0 [B, X].
 
     `feed_back`: each member continues from its prediction plus its draw (a one-step
     residual); otherwise every member follows the operator's own rollout and its draw
     is only added to what is scored (a lead-time residual, `diffusion.lead_time`).
+    `inflation` scales each step's draws about their mean over the members of a sample
+    (multiplicative spread inflation): the ensemble mean of the draws is unchanged.
     """
     b = u0.shape[0]
     z = models.codec.encode(u0).repeat(members, 1, 1)  # member-major: row m * b + i
     out = []
     for step in range(steps):
-        rolled, scored = [], []
-        for chunk in z.split(MODEL_CHUNK):
-            pred = models.operator(chunk).float()
-            member = pred
-            if draw is not None:
+        pred = torch.cat([models.operator(chunk).float() for chunk in z.split(MODEL_CHUNK)])
+        member = pred
+        if draw is not None:
+            drawn = []
+            for chunk in pred.split(MODEL_CHUNK):
                 _sync(pred.device)
                 t0 = time.perf_counter()
-                member = pred + draw(pred, gen, step)
+                drawn.append(draw(chunk, gen, step))
                 _sync(pred.device)
                 cost.seconds += time.perf_counter() - t0
                 cost.draws += 1
-            rolled.append(member if feed_back else pred)
-            scored.append(member)
-        z = torch.cat(rolled)
-        out.append(models.codec.decode(torch.cat(scored)).reshape(members, b, -1).cpu().numpy())
+            residual = torch.cat(drawn)
+            if inflation != 1.0:
+                by_member = residual.reshape(members, b, *residual.shape[1:])
+                mean = by_member.mean(0, keepdim=True)
+                residual = (mean + inflation * (by_member - mean)).reshape(residual.shape)
+            member = pred + residual
+        z = member if feed_back else pred
+        out.append(models.codec.decode(member).reshape(members, b, -1).cpu().numpy())
     return np.stack(out, axis=2)
+
+
+def fit_inflation(cfg: Config, models: Models, draw: Draw, feed_back: bool, data: FieldSplit,
+                  device: torch.device, seed: int) -> float:
+    """1 / the spread/skill of `draw`'s ensemble on `data` (the validation split), drawn as
+    `evaluate_ensembles` draws it (same samples, batches and `seed`): the factor that
+    calibrates it there. With a lead-time residual the ensemble mean does not move, so the
+    factor scales spread/skill exactly; with fed-back draws only approximately."""
+    members, steps, stride = cfg.eval.ensemble_size, plan_rollout(cfg, data.n_times), cfg.data.time_stride
+    n = min(len(data), cfg.eval.max_samples or len(data), cfg.eval.ensemble_max_samples or len(data))
+    acc, gen = EnsembleAccumulator(steps, members), torch.Generator().manual_seed(seed)
+    batch = max(1, MEMBER_BATCH // members)
+    for lo in range(0, n, batch):
+        u = torch.from_numpy(data.trajectories(list(range(lo, min(lo + batch, n))))).to(device)
+        acc.add(roll_ensemble(models, u[:, 0], members, steps, draw, gen, _Cost(), feed_back),
+                u[:, stride: stride * steps + 1: stride].cpu().numpy())
+    ratio = acc.overall()["spread_skill"]
+    return 1.0 / ratio if np.isfinite(ratio) and ratio > 0 else 1.0
 
 
 def _keep(samples: list[SpreadFields], limit: int, lo: int, name: str, fields: np.ndarray, truth: np.ndarray,
@@ -180,8 +205,10 @@ def _keep(samples: list[SpreadFields], limit: int, lo: int, name: str, fields: n
 
 @torch.no_grad()
 def evaluate_ensembles(cfg: Config, models: Models, samplers: dict[str, Sampler], data: FieldSplit,
-                       device: torch.device) -> Optional[EnsembleResult]:
-    """Score the operator and each sampling stage present on the first samples of `data`."""
+                       device: torch.device, calibration: Optional[FieldSplit] = None) -> Optional[EnsembleResult]:
+    """Score the operator and each sampling stage present on the first samples of `data`;
+    with a `calibration` split (`eval.calibrate_spread`), each sampler's spread is first
+    inflated to spread/skill 1 there (`fit_inflation`), then scored on `data` so."""
     members = cfg.eval.ensemble_size
     draws = residual_draws(cfg, samplers)
     if members == 0 or not draws:
@@ -197,6 +224,13 @@ def evaluate_ensembles(cfg: Config, models: Models, samplers: dict[str, Sampler]
     acc = {name: EnsembleAccumulator(steps, m) for name, (m, _) in plan.items()}
     costs = {name: _Cost() for name in plan}
     gens = {name: torch.Generator().manual_seed(cfg.eval.seed + i) for i, name in enumerate(plan)}
+    feed_back = {name: not getattr(samplers[name].model, "lead_steps", 0) for name in draws}
+    inflation = {name: 1.0 for name in plan}
+    if calibration is not None:
+        for i, name in enumerate(plan):
+            if name in draws:
+                inflation[name] = fit_inflation(cfg, models, draws[name], feed_back[name], calibration, device,
+                                                cfg.eval.seed + i)
     samples: list[SpreadFields] = []
     batch = max(1, MEMBER_BATCH // members)
     for lo in range(0, n, batch):
@@ -206,11 +240,13 @@ def evaluate_ensembles(cfg: Config, models: Models, samplers: dict[str, Sampler]
             model = samplers[name].model if name in samplers else None
             with counted(model) as calls:
                 fields = roll_ensemble(models, u[:, 0], m, steps, draw, gens[name], costs[name],
-                                       feed_back=not getattr(model, "lead_steps", 0))
+                                       feed_back.get(name, True), inflation[name])
             costs[name].calls += calls[0]
             acc[name].add(fields, truth)
             _keep(samples, cfg.eval.plot_samples, lo, name, fields, truth, shown)
     stats = {name: _stats(acc[name], costs[name], n, steps, plan[name][0]) for name in plan}
+    for name, factor in inflation.items():
+        stats[name].spread_inflation = factor
     return EnsembleResult(n, members, steps, str(device), stats, samples)
 
 

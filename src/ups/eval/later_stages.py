@@ -22,6 +22,7 @@ from ups.data.pdebench import FieldSplit
 from ups.eval.ensemble import OPERATOR as ENSEMBLE_OPERATOR
 from ups.eval.ensemble import STUDENT, TEACHER, EnsembleResult, evaluate_ensembles
 from ups.eval.evaluation import CORRECTED, OPERATOR, EvalResult
+from ups.errors import ConfigError
 from ups.eval.goals import Goal, correction_goal, diffusion_goals, mean_rollout_goal, prior_goals, student_goals
 from ups.eval.history import Curves, loss_curves
 from ups.eval.loading import Models, Sampler
@@ -42,13 +43,24 @@ class LaterStages:
 
 
 def evaluate_later_stages(cfg: Config, models: Models, samplers: dict[str, Sampler], data: FieldSplit,
-                          open_train: Callable[[], FieldSplit], device: torch.device, metrics_path: Path,
+                          open_split: Callable[[str], FieldSplit], device: torch.device, metrics_path: Path,
                           result: EvalResult) -> LaterStages:
-    """Ensembles on `data`, the prior against `data`'s long-time states (and the train split's), goals."""
+    """Ensembles on `data` (spreads calibrated on `val` with `eval.calibrate_spread`), the prior
+    against `data`'s long-time states (and the train split's), goals."""
     later = LaterStages(losses=loss_curves(metrics_path))
-    later.ensemble = evaluate_ensembles(cfg, models, samplers, data, device)
+    if cfg.eval.calibrate_spread and cfg.eval.ensemble_size:
+        if data.split == "val":
+            raise ConfigError("eval.calibrate_spread fits the spread on the val split: evaluate on another "
+                              "split (eval.split: test), or turn it off")
+        val = open_split("val")
+        try:
+            later.ensemble = evaluate_ensembles(cfg, models, samplers, data, device, calibration=val)
+        finally:
+            val.close()
+    else:
+        later.ensemble = evaluate_ensembles(cfg, models, samplers, data, device)
     if PRIOR in samplers:
-        train = open_train()
+        train = open_split("train")
         try:
             later.prior = evaluate_prior(cfg, models, samplers[PRIOR], data, train, device)
         finally:

@@ -18,7 +18,8 @@ STAGES = stages.names()
 ENSEMBLE_COLUMNS = (("crps", "CRPS"), ("crps_fair", "fair CRPS"), ("spread", "spread"), ("skill_rmse", "skill (RMSE)"),
                     ("spread_skill", "spread/skill"), ("nrmse_of_mean", "mean's rollout nRMSE"),
                     ("denoiser_evals_per_draw", "denoiser evals / draw"), ("seconds_per_draw", "s / draw"),
-                    ("seconds_per_trajectory", "s / sampled trajectory"))
+                    ("seconds_per_trajectory", "s / sampled trajectory"),
+                    ("spread_inflation", "spread × (fitted on val)"))
 STYLE = """body{font-family:system-ui,sans-serif;margin:24px;color:#222;max-width:1200px}
 table{border-collapse:collapse;margin:8px 0 16px}td,th{border:1px solid #ccc;padding:4px 10px;text-align:left}
 img{max-width:100%;height:auto;border:1px solid #eee;margin:6px 0}.note{color:#555;font-size:13px;max-width:60em}

@@ -63,11 +63,12 @@ def evaluate_checkpoints(cfg: Config, operator: str | Path, diffusion: Optional[
     if samplers:
         log(f"Measuring the later stages too: {', '.join(samplers)} (files beside {Path(operator).name})")
     split = eval_split(cfg)
-    ensure_data(cfg.data, splits=(split, "train") if samplers else (split,), log=log)
+    splits = (split, "train", "val") if cfg.eval.calibrate_spread else (split, "train")
+    ensure_data(cfg.data, splits=splits if samplers else (split,), log=log)
     data = open_split(cfg.data, split)
     try:
         result = evaluate(cfg, models, data, dev)
-        later = evaluate_later_stages(cfg, models, samplers, data, lambda: open_split(cfg.data, "train"), dev,
+        later = evaluate_later_stages(cfg, models, samplers, data, lambda name: open_split(cfg.data, name), dev,
                                       Path(operator).parent / METRICS_FILE, result)
         protocol = run_protocol(cfg, models, data, dev) if cfg.eval.protocol else None
     finally:
@@ -122,6 +123,8 @@ def later_lines(later: LaterStages) -> list[str]:
             o = m.overall
             cost = (f"  {m.denoiser_evals_per_draw:.3g} evals/draw  {m.seconds_per_draw * 1e6:.3g} us/draw"
                     if m.denoiser_evals_per_draw else "")
+            if m.spread_inflation != 1.0:
+                cost += f"  spread x{m.spread_inflation:.3g} (fitted on val)"
             lines.append(f"  {name:<20} CRPS {o['crps']:.4g}  spread/skill {o['spread_skill']:.3f}  "
                          f"mean's rollout nRMSE {o['nrmse_of_mean']:.4f}{cost}")
     if later.prior is not None:
