@@ -96,3 +96,29 @@ def test_the_residuals_rollout_length_is_its_stages_identity_and_its_default_cha
         assert key not in one  # runs made before the setting existed stay current
         assert (four.get(key) == 4) is shaped
         assert {k: v for k, v in four.items() if k != key} == one
+
+
+def test_lead_items_are_each_sequence_at_each_step_of_the_operators_rollout(tmp_path):
+    from ups.training.tasks import RolledLeadItems, residual_target
+
+    path = tmp_path / "f.h5"
+    tensor = make_file(path)
+    split = open_split(data_for(path), "train")
+    seq = LatentSource(split, Identity(X, 1, X), torch.device("cpu"), stride=1, preload=True, horizon=3)
+
+    def operator(z):
+        return 0.5 * z
+
+    items = RolledLeadItems(seq, operator)
+    assert items.n_items == 3 * seq.n_items
+    idx = torch.tensor([0, 1, 2, 3 * seq.n_times + 5])  # sequence 0 at steps 0..2, then sequence n_times+1 at 2
+    residual, pred, step = items.batch(idx)
+    assert step.tolist() == [0, 1, 2, 2]
+    for row, (traj, t, k) in enumerate([(0, 0, 0), (0, 0, 1), (0, 0, 2), (1, 1, 2)]):
+        start = torch.from_numpy(tensor[traj, t]).float()
+        want_pred = start * 0.5 ** (k + 1)
+        torch.testing.assert_close(pred[row, 0], want_pred)
+        torch.testing.assert_close(residual[row, 0], torch.from_numpy(tensor[traj, t + k + 1]).float() - want_pred)
+    x0, cond = residual_target(operator, (residual, pred, step), torch.tensor([1.0, 2.0, 4.0]))
+    torch.testing.assert_close(x0, residual * torch.tensor([1.0, 2.0, 4.0, 4.0])[:, None, None])
+    assert torch.equal(cond.step, step) and torch.equal(cond.pred, pred)

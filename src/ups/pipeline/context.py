@@ -127,7 +127,9 @@ class PipelineContext:
             # Rollout sequences: fewer start times than pairs (see LatentSource).
             steps = self.horizon(kind)
             fs: FieldSplit = getattr(self, split)
-            return self.pairs(split).n_items - len(fs) * (steps - 1) * self.cfg.data.time_stride
+            n = self.pairs(split).n_items - len(fs) * (steps - 1) * self.cfg.data.time_stride
+            # A lead-time residual trains on each sequence once per step (`RolledLeadItems`).
+            return n * steps if kind == stages.RESIDUAL_SEQUENCES and self.cfg.diffusion.lead_time else n
         return self.source(kind, split).n_items
 
     def load_upstream(self, stage: str, build: Callable[[Config], nn.Module]) -> tuple[nn.Module, dict]:
