@@ -9,6 +9,8 @@ missing — the runner checks the files before it gets here).
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import torch
 import torch.nn.functional as F
 
@@ -20,10 +22,10 @@ from ups.models.denoiser import Condition, LeadCondition
 from ups.models.diffusion import edm_loss
 from ups.training.batches import LatentSource
 from ups.pipeline.context import PipelineContext
-from ups.training.loop import StageTask
+from ups.training.loop import BatchSource, StageTask
 
 RESIDUAL_STAT_ITEMS = 2048
-RESIDUAL_CHUNK = 256  # sequences rolled out per forward pass when caching
+RESIDUAL_CHUNK = 256  # items per forward pass when computing statistics or caching rollouts
 LEAD_CACHE_MAX_BYTES = 2 * 2**30
 
 
@@ -47,11 +49,13 @@ def rollout_loss(model, batch, gen=None, ema=None):
 
 def build_diffusion_task(ctx: PipelineContext, train: LatentSource, val: LatentSource) -> StageTask:
     operator, _ = ctx.load_upstream("operator", build_operator)
-    scale = residual_scale(ctx, operator)
     dcfg = ctx.cfg.diffusion
-    factor = _on_device(scale, ctx.device)
     if dcfg.lead_time:
         train, val = RolledLeadItems(train, operator), RolledLeadItems(val, operator)
+        scale = train.step_scales(dcfg.sigma_data)
+    else:
+        scale = residual_scale(ctx, operator)
+    factor = _on_device(scale, ctx.device)
 
     def loss(model, batch, gen, ema):
         x0, cond = residual_target(operator, batch, factor)
@@ -107,8 +111,6 @@ def rolled_residuals(operator: torch.nn.Module, batch: tuple[torch.Tensor, ...])
         z = operator(z)
         residuals.append(target - z)
         preds.append(z)
-    if len(targets) == 1:
-        return residuals[0], preds[0]
     return torch.cat(residuals), torch.cat(preds)
 
 
@@ -123,9 +125,7 @@ def state_statistics(src: LatentSource) -> tuple[torch.Tensor, torch.Tensor]:
     once here, and the statistics ship with the weights. A feature that
     barely varies keeps a floor of 1e-3 x the largest std, so it is not blown up.
     """
-    n = min(src.n_items, RESIDUAL_STAT_ITEMS)
-    z = torch.cat([src.batch(torch.arange(lo, min(lo + 256, n), device=src.device))[0].float()
-                   for lo in range(0, n, 256)])
+    z = torch.cat([batch[0].float() for batch in first_batches(src, RESIDUAL_STAT_ITEMS)])
     std = z.std(0)
     return z.mean(0), std.clamp_min(1e-3 * float(std.max()))
 
@@ -164,9 +164,8 @@ class RolledLeadItems:
                 f"{need / 2**30:.1f} GiB, above {LEAD_CACHE_MAX_BYTES / 2**30:.0f} GiB; lower "
                 f"diffusion.train_rollout_steps or data.limit, or train with diffusion.lead_time: false")
         residuals, preds = [], []
-        for lo in range(0, n, RESIDUAL_CHUNK):
-            residual, pred = rolled_residuals(operator, sequences.batch(
-                torch.arange(lo, min(lo + RESIDUAL_CHUNK, n), device=self.device)))
+        for batch in first_batches(sequences, n):
+            residual, pred = rolled_residuals(operator, batch)
             residuals.append(_by_sequence(residual.float(), self.steps))
             preds.append(_by_sequence(pred.float(), self.steps))
         self.residual, self.pred = torch.cat(residuals), torch.cat(preds)  # [n, steps, tokens, dim]
@@ -175,6 +174,12 @@ class RolledLeadItems:
     def batch(self, idx: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         sequence, step = torch.div(idx, self.steps, rounding_mode="floor"), idx % self.steps
         return self.residual[sequence, step], self.pred[sequence, step], step
+
+    def step_scales(self, sigma_data: float) -> list[float]:
+        """sigma_data / std of each step's residual over the first sequences (`residual_scale`'s
+        items): a lead-time residual grows along the rollout, so each step gets its own factor."""
+        first = self.residual[:RESIDUAL_STAT_ITEMS].transpose(0, 1).reshape(self.steps, -1)
+        return [float(sigma_data / max(std, 1e-8)) for std in first.std(dim=1).tolist()]
 
 
 def _by_sequence(stacked: torch.Tensor, steps: int) -> torch.Tensor:
@@ -187,23 +192,22 @@ def _on_device(scale: float | list[float], device: torch.device) -> float | torc
 
 
 @torch.no_grad()
-def residual_scale(ctx: PipelineContext, operator: torch.nn.Module) -> float | list[float]:
+def residual_scale(ctx: PipelineContext, operator: torch.nn.Module) -> float:
     """sigma_data / std of the residual the stage learns, over the first train items (deterministic).
 
     The diffusion model's preconditioning assumes data of spread sigma_data; the
     residual of a good operator is much smaller, so it is rescaled once here and
-    the factor ships with the weights. A lead-time residual (`diffusion.lead_time`)
-    grows along the rollout, so it gets one factor per step.
+    the factor ships with the weights. (A lead-time residual gets one factor per step:
+    `RolledLeadItems.step_scales`.)
     """
-    src = ctx.source(stages.RESIDUAL_SEQUENCES, "train")
-    steps = ctx.horizon(stages.RESIDUAL_SEQUENCES)
-    n = min(src.n_items, RESIDUAL_STAT_ITEMS)
-    chunks = []
-    for lo in range(0, n, 256):
-        residual, _ = rolled_residuals(operator, src.batch(torch.arange(lo, min(lo + 256, n), device=ctx.device)))
-        chunks.append(residual.float())
-    sigma_data = ctx.cfg.diffusion.sigma_data
-    if ctx.cfg.diffusion.lead_time:  # each chunk is step-major: [steps * b, tokens, dim]
-        per_step = torch.cat([c.reshape(steps, -1) for c in chunks], dim=1).std(dim=1)
-        return [float(sigma_data / max(std, 1e-8)) for std in per_step.tolist()]
-    return float(sigma_data / max(torch.cat([c.flatten() for c in chunks]).std().item(), 1e-8))
+    src = ctx.sequences("train", ctx.horizon(stages.RESIDUAL_SEQUENCES))
+    chunks = [rolled_residuals(operator, batch)[0].float().flatten()
+              for batch in first_batches(src, RESIDUAL_STAT_ITEMS)]
+    return float(ctx.cfg.diffusion.sigma_data / max(torch.cat(chunks).std().item(), 1e-8))
+
+
+def first_batches(src: BatchSource, limit: int) -> Iterator[tuple[torch.Tensor, ...]]:
+    """The first `limit` items of a batch source, in batches of `RESIDUAL_CHUNK` (deterministic)."""
+    n = min(src.n_items, limit)
+    for lo in range(0, n, RESIDUAL_CHUNK):
+        yield src.batch(torch.arange(lo, min(lo + RESIDUAL_CHUNK, n), device=src.device))
