@@ -109,7 +109,7 @@ def measure(cfg, ck: Path, alphas: list[float]) -> dict:
         raise MissingStage(f"no {STAGE_CHECKPOINT[TEACHER]} beside {operator}: train the diff_residual stage first")
     teacher = load_sampler(cfg, files[TEACHER], TEACHER, models.codec, device)
     draw = residual_draws(cfg, {TEACHER: teacher})[TEACHER]
-    lead_steps = getattr(teacher.model, "lead_steps", 0)
+    lead_steps = teacher.model.lead_steps
     split = eval_split(cfg)
     ensure_data(cfg.data, splits=(split,))
     data = open_split(cfg.data, split)

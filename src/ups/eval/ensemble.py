@@ -218,13 +218,13 @@ def evaluate_ensembles(cfg: Config, models: Models, samplers: dict[str, Sampler]
     n = min(len(data), cfg.eval.max_samples or len(data), cfg.eval.ensemble_max_samples or len(data))
     steps, stride = plan_rollout(cfg, data.n_times), cfg.data.time_stride
     for sampler in samplers.values():
-        check_lead_steps(getattr(sampler.model, "lead_steps", 0), steps)
+        check_lead_steps(sampler.model.lead_steps, steps)
     shown = plot_steps(steps)
     plan = {OPERATOR: (1, None), **{name: (members, d) for name, d in draws.items()}}
     acc = {name: EnsembleAccumulator(steps, m) for name, (m, _) in plan.items()}
     costs = {name: _Cost() for name in plan}
     gens = {name: torch.Generator().manual_seed(cfg.eval.seed + i) for i, name in enumerate(plan)}
-    feed_back = {name: not getattr(samplers[name].model, "lead_steps", 0) for name in draws}
+    feed_back = {name: not samplers[name].model.lead_steps for name in draws}
     inflation = {name: 1.0 for name in plan}
     if calibration is not None:
         for i, name in enumerate(plan):

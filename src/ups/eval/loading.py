@@ -105,15 +105,15 @@ def load_models(cfg: Config, operator_path: Path, diffusion_path: Optional[Path]
                 f"(codec {d_obj['latent']} vs {op_obj['latent']}); pass files from the same run"
             )
         model = _module(CORRECTION_BUILDERS[d_obj["stage"]], d_obj, cfg, diffusion_path, device)
-        models.correction = latent_correction(model, _residual_scale(d_obj, diffusion_path, model, device), cfg)
+        scale = _residual_scale(d_obj, diffusion_path, model.lead_steps, device)
+        models.correction = latent_correction(model, scale, cfg)
         models.files["diffusion"] = describe_file(diffusion_path, d_obj)
-        models.lead_steps = getattr(model, "lead_steps", 0)
+        models.lead_steps = model.lead_steps
     return models
 
 
-def _residual_scale(obj: dict[str, Any], path: Path, model: nn.Module, device: torch.device) -> float | Tensor:
+def _residual_scale(obj: dict[str, Any], path: Path, lead_steps: int, device: torch.device) -> float | Tensor:
     """The factor the residuals were trained at: one number, or one per step for a lead-time residual."""
-    lead_steps = getattr(model, "lead_steps", 0)
     try:
         raw = (obj.get("extra") or {})["residual_scale"]
         scale = torch.tensor(raw, dtype=torch.float32, device=device) if lead_steps else float(raw)
@@ -204,7 +204,7 @@ def load_sampler(cfg: Config, path: Path, stage: str, codec: LatentCodec, device
                               f"(codec {obj['latent']} vs {codec.describe()}); pass files from the same run")
     model = _module(SAMPLER_BUILDERS[stage], obj, cfg, path, device)
     if stages.get(stage).upstream:  # the operator's residual, rescaled
-        return Sampler(stage, model, _residual_scale(obj, path, model, device), describe_file(path, obj))
+        return Sampler(stage, model, _residual_scale(obj, path, model.lead_steps, device), describe_file(path, obj))
     # A stage that reads no upstream samples latents themselves: standardised ones, or raw
     # ones in a file written before the prior standardised its states.
     shift, scale = _state_statistics(obj, path, codec, device)
