@@ -50,7 +50,7 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
 
 def prepare_data(b: Bench) -> None:
     """Generate the data set before anything is timed (a no-op when it is there)."""
-    from ups.config import apply_overrides
+    from ups.config_yaml import apply_overrides
 
     import yaml
 

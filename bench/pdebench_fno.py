@@ -35,7 +35,8 @@ import torch
 import yaml
 
 from bench.common import PYTHON, REPO
-from ups.config import apply_overrides, config_from_dict
+from ups.config import config_from_dict
+from ups.config_yaml import apply_overrides
 from ups.data.burgers import ensure_data
 from ups.data.pdebench import open_split
 from ups.eval.loading import load_models

@@ -44,7 +44,7 @@ CONFIG = "configs/bench_onstart.yaml"
 
 def make_origin(b: Bench) -> Path:
     """A git repository holding this working tree and the config an instance trains."""
-    from ups.config import apply_overrides
+    from ups.config_yaml import apply_overrides
 
     sets = [*(QUICK_SETS if b.quick else ()), "data.root=data/bench", "training.checkpoint_dir=checkpoints",
             "training.num_threads=1", "logging.progress=lines", "checkpoint.upload_every_seconds=0",

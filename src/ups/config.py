@@ -1,4 +1,5 @@
-"""Load, validate and override the YAML config (its identity and hashes: `ups.identity`).
+"""Load, validate and override the YAML config (its identity and hashes: `ups.identity`;
+reading the file and applying `--set` overrides, schema-free: `ups.config_yaml`).
 
 The config is validated once, on load, so that a typo or a negative epoch count
 fails in the first second with one line naming the key — not an hour into a run.
@@ -8,16 +9,14 @@ Sections mirror the seed's configs (`data`, `latent`, `operator.pdet`, `diffusio
 
 from __future__ import annotations
 
-import copy
 from pathlib import Path
 from typing import Any, Literal, Optional, Union
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, PositiveFloat, ValidationError, create_model, model_validator
 
 from ups import stages
-
-from ups.errors import ConfigError, one_line
+from ups.config_yaml import apply_overrides, read_yaml
+from ups.errors import ConfigError
 
 SPLITS = ("train", "val", "test")
 DEFAULT_CHECKPOINT_DIR = "checkpoints"  # relative to the working directory
@@ -364,24 +363,6 @@ def load_config(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -
     return config_from_dict(raw, source=str(path))
 
 
-def read_yaml(path: str | Path) -> dict[str, Any]:
-    """The raw mapping of a YAML config file (not validated). Raises ConfigError."""
-    path = Path(path)
-    if path.is_dir():
-        raise ConfigError(f"config file {path} is a directory; give the YAML file in it, e.g. --config {path}/x.yaml")
-    if not path.is_file():
-        raise ConfigError(f"config file not found: {path}")
-    try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    except UnicodeDecodeError as e:
-        raise ConfigError(f"{path}: not UTF-8 text (byte {e.start}); save the config as UTF-8 YAML") from e
-    except yaml.YAMLError as e:
-        raise ConfigError(f"{path}: not valid YAML: {one_line(str(e), whole=True)}") from e
-    if not isinstance(raw, dict):
-        raise ConfigError(f"{path}: top level must be a mapping of sections, got {type(raw).__name__}")
-    return raw
-
-
 def config_from_dict(raw: dict[str, Any], source: str = "config") -> Config:
     try:
         return Config.model_validate(raw)
@@ -399,25 +380,3 @@ def describe_validation_error(e: ValidationError) -> str:
     shown = "" if isinstance(given, (dict, list)) or given is None else f" (got {given!r})"
     more = f" (+{len(e.errors()) - 1} more)" if len(e.errors()) > 1 else ""
     return f"invalid value for '{key}': {err['msg']}{shown}{more}"
-
-
-def apply_overrides(raw: dict[str, Any], overrides: list[str] | tuple[str, ...]) -> dict[str, Any]:
-    """Return a copy of `raw` with each `dotted.key=yaml_value` set."""
-    out = copy.deepcopy(raw)
-    for item in overrides:
-        key, sep, text = item.partition("=")
-        if not sep or not key.strip():
-            raise ConfigError(f"override '{item}' must look like section.key=value")
-        try:
-            value = yaml.safe_load(text)
-        except yaml.YAMLError as e:
-            raise ConfigError(f"override '{item}': value is not valid YAML") from e
-        node = out
-        parts = key.strip().split(".")
-        for part in parts[:-1]:
-            child = node.setdefault(part, {})
-            if not isinstance(child, dict):
-                raise ConfigError(f"override '{item}': '{part}' is not a section")
-            node = child
-        node[parts[-1]] = value
-    return out

@@ -6,7 +6,8 @@ import pytest
 import yaml
 
 from tests.helpers import REPO
-from ups.config import apply_overrides, config_from_dict, load_config
+from ups.config import config_from_dict, load_config
+from ups.config_yaml import apply_overrides
 from ups.errors import ConfigError
 
 

@@ -58,7 +58,8 @@ def config_checkpoint_dir(config_path: str) -> str:
     it, and a restart checks it before falling back to the remote. Without a local copy:
     the default, which `onstart_script` then mentions.
     """
-    from ups.config import DEFAULT_CHECKPOINT_DIR, read_yaml  # pulls in pydantic: lazy
+    from ups.config import DEFAULT_CHECKPOINT_DIR  # pulls in pydantic: lazy
+    from ups.config_yaml import read_yaml
 
     if not Path(config_path).is_file():
         return DEFAULT_CHECKPOINT_DIR

@@ -21,7 +21,8 @@ import io
 from pathlib import Path
 from typing import Any, Optional
 
-from ups.config import Config, apply_overrides, config_from_dict, read_yaml
+from ups.config import Config, config_from_dict
+from ups.config_yaml import apply_overrides, read_yaml
 from ups.identity import config_hash
 from ups.errors import CheckpointError, ConfigError, UpsError
 from ups.resume.layout import STAGE_CHECKPOINT, STATUS_FILE
