@@ -14,7 +14,7 @@ from torch import nn
 from ups.config import ConsistencyConfig, DiffusionConfig
 from ups.models.consistency import consistency_distill_loss, consistency_sample, consistency_sigmas
 from ups.models.denoiser import TokenDenoiser
-from ups.models.diffusion import edm_loss, karras_sigmas, sample, sample_mean
+from ups.models.diffusion import edm_loss, karras_sigmas, sample, sample_mean, start_std
 from ups.models.ema import EMA
 
 CFG = DiffusionConfig()
@@ -114,7 +114,7 @@ def test_edm_loss_uses_only_the_passed_generator():
 
 
 def test_heun_sampler_follows_the_exact_probability_flow_to_second_order():
-    start = torch.randn(SHAPE, generator=_gen(3)) * CFG.sigma_max
+    start = torch.randn(SHAPE, generator=_gen(3)) * start_std(GaussianDenoiser(), CFG.sigma_max)
     exact = start * SCALE / (SCALE**2 + CFG.sigma_max**2).sqrt()
     runs = [sample(GaussianDenoiser(), None, SHAPE, n, CFG, _gen(3)) for n in (16, 32)]
     errors = [(x / exact - 1).abs().max() for x in runs]

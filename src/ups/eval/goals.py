@@ -103,14 +103,17 @@ def student_goals(teacher: dict[str, Any], student: dict[str, Any]) -> list[Goal
 
 
 def prior_goals(rows: dict[str, dict[str, float]]) -> list[Goal]:
-    """`rows`: steady_prior / gaussian_fit / train_states -> spectrum_distance, mmd."""
+    """`rows`: steady_prior / gaussian_fit / train_states -> spectrum_distance, mmd (means over
+    draws), their `_std`, and `draws`. Better means a lower mean over the same number of draws."""
     p, g, t = rows["steady_prior"], rows["gaussian_fit"], rows["train_states"]
     out = []
     for key, label in (("spectrum_distance", "energy spectrum distance"), ("mmd", "MMD")):
         met = p[key] < g[key]
+        spread = lambda row: f"{row[key]:.4g} +- {row.get(key + '_std', 0.0):.2g}"  # noqa: E731
         out.append(Goal("steady_prior", f"{key}_vs_gaussian", _ratio(p[key], g[key]), "< 1 x the Gaussian fit's",
-                        met, f"{label} to held-out long-time states {p[key]:.4g} vs a Gaussian fit's {g[key]:.4g} "
-                        f"({'better' if met else 'NOT better'}; train states themselves: {t[key]:.4g})"))
+                        met, f"{label} to held-out long-time states {spread(p)} vs a Gaussian fit's {spread(g)} "
+                        f"(mean +- std of {p.get('draws', 1)} draws; {'better' if met else 'NOT better'}; "
+                        f"train states themselves: {t[key]:.4g})"))
     return out
 
 

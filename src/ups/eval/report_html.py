@@ -100,12 +100,14 @@ def prior_section(report: dict[str, Any]) -> str:
     prior = report.get("steady_prior")
     if not prior:
         return '<p class="note">(not measured: no steady_prior.pt beside the operator)</p>'
-    rows = [[esc(name), num(r["spectrum_distance"]), num(r["mmd"])] for name, r in prior["rows"].items()]
+    rows = [[esc(name), *(f'{num(r[k])} ± {num(r.get(k + "_std", 0.0))}' for k in ("spectrum_distance", "mmd")),
+             str(r.get("draws", 1))] for name, r in prior["rows"].items()]
     return (f'<p>{prior["n_states"]} held-out long-time states (time index ≥ {prior["first_time"]}); MMD with a '
             f'Gaussian kernel of width {num(prior["mmd_bandwidth"])} (median pairwise distance of the held-out '
             f'states); spectrum distance = mean |log10 E(k) ratio| over k ≥ 1. <code>gaussian_fit</code>: mean and '
             f'covariance of the training long-time states; <code>train_states</code>: those states themselves '
-            f'(the floor).</p>' + table(["samples from", "spectrum distance", "MMD"], rows) + image(report, "prior"))
+            f'(the floor). A drawn row is the mean ± std over its draws.</p>'
+            + table(["samples from", "spectrum distance", "MMD", "draws"], rows) + image(report, "prior"))
 
 
 SECTION = {"operator": operator_section, "steady_prior": prior_section,

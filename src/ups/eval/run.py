@@ -130,7 +130,8 @@ def later_lines(later: LaterStages) -> list[str]:
     if later.prior is not None:
         lines.append(f"Steady prior vs {later.prior.n_states} held-out long-time states:")
         for name, row in later.prior.rows.items():
-            lines.append(f"  {name:<20} spectrum distance {row['spectrum_distance']:.4g}  MMD {row['mmd']:.4g}")
+            lines.append(f"  {name:<20} spectrum distance {row['spectrum_distance']:.4g} +- "
+                         f"{row.get('spectrum_distance_std', 0.0):.2g}  MMD {row['mmd']:.4g} +- {row.get('mmd_std', 0.0):.2g}")
     for g in later.goals:
         lines.append(f"  [{'met' if g.met else 'NOT met'}] {g.stage}: {g.text}")
     return lines

@@ -23,7 +23,7 @@ import torch
 from torch import Tensor, nn
 
 from ups.config import ConsistencyConfig, DiffusionConfig
-from ups.models.diffusion import karras_sigmas, model_device, randn
+from ups.models.diffusion import karras_sigmas, model_device, randn, start_std
 
 
 def _heun_step(teacher: nn.Module, x: Tensor, s: Tensor, s_next: Tensor, cond: Optional[Tensor]) -> Tensor:
@@ -85,7 +85,7 @@ def consistency_sample(
 ) -> Tensor:
     """Multistep consistency sampling (Song et al. 2023, Alg. 1).
 
-    x = f(sigma_max * z, sigma_max); then for each later level tau:
+    x = f(s0 * z, sigma_max) with s0 = `diffusion.start_std`; then for each later level tau:
     x = f(x + sqrt(tau^2 - sigma_min^2) * z, tau). Callers pass
     `consistency.student_steps` as `steps`. For a noise-free estimate use
     `diffusion.sample_mean` with the student (its ODE endpoint from x = 0).
@@ -93,7 +93,7 @@ def consistency_sample(
     device = cond.device if cond is not None else model_device(student)
     levels = consistency_sigmas(steps, diffusion_cfg.sigma_min, diffusion_cfg.sigma_max)
     s_min = diffusion_cfg.sigma_min
-    x = randn(shape, generator, device) * levels[0]
+    x = randn(shape, generator, device) * start_std(student, levels[0])
     b = x.shape[0]
     x = student(x, torch.full((b,), levels[0], device=device), cond).float()
     for tau in levels[1:]:
