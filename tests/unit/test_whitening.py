@@ -21,7 +21,8 @@ FAINT = 1e-6  # the faint part's spread, against O(1) for the strong part
 
 def _states(n: int = 4000, seed: int = 0) -> torch.Tensor:
     gen = torch.Generator().manual_seed(seed)
-    mix = torch.randn(3, 8, generator=gen, dtype=torch.float64) * torch.tensor([[2.0], [0.5], [0.1]], dtype=torch.float64)
+    spreads = torch.tensor([[2.0], [0.5], [0.1]], dtype=torch.float64)
+    mix = torch.randn(3, 8, generator=gen, dtype=torch.float64) * spreads
     strong = torch.randn(n, 3, generator=gen, dtype=torch.float64) @ mix
     faint = torch.randn(n, 8, generator=gen, dtype=torch.float64) * FAINT
     return (strong + faint + 3.0).reshape(n, 2, 4)

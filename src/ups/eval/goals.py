@@ -102,6 +102,11 @@ def student_goals(teacher: dict[str, Any], student: dict[str, Any]) -> list[Goal
     ]
 
 
+def mean_and_std(row: dict[str, float], key: str) -> str:
+    """A steady-prior row's metric as text: its mean over draws +- their std."""
+    return f"{row[key]:.4g} +- {row.get(key + '_std', 0.0):.2g}"
+
+
 def prior_goals(rows: dict[str, dict[str, float]]) -> list[Goal]:
     """`rows`: steady_prior / gaussian_fit / train_states -> spectrum_distance, mmd (means over
     draws), their `_std`, and `draws`. Better means a lower mean over the same number of draws."""
@@ -109,9 +114,9 @@ def prior_goals(rows: dict[str, dict[str, float]]) -> list[Goal]:
     out = []
     for key, label in (("spectrum_distance", "energy spectrum distance"), ("mmd", "MMD")):
         met = p[key] < g[key]
-        spread = lambda row: f"{row[key]:.4g} +- {row.get(key + '_std', 0.0):.2g}"  # noqa: E731
         out.append(Goal("steady_prior", f"{key}_vs_gaussian", _ratio(p[key], g[key]), "< 1 x the Gaussian fit's",
-                        met, f"{label} to held-out long-time states {spread(p)} vs a Gaussian fit's {spread(g)} "
+                        met, f"{label} to held-out long-time states {mean_and_std(p, key)} vs a Gaussian fit's "
+                        f"{mean_and_std(g, key)} "
                         f"(mean +- std of {p.get('draws', 1)} draws; {'better' if met else 'NOT better'}; "
                         f"train states themselves: {t[key]:.4g})"))
     return out

@@ -39,7 +39,6 @@ from ups.training.batches import tail_start
 MAX_STATES = 1000
 EXAMPLES = 3  # fields per set kept for the report's picture
 DRAWS = 4
-METRICS = ("spectrum_distance", "mmd")
 PRIOR, GAUSSIAN, TRAIN = "steady_prior", "gaussian_fit", "train_states"
 
 

@@ -15,6 +15,7 @@ from ups.identity import config_hash
 from ups.data.burgers import ensure_data
 from ups.data.pdebench import open_split
 from ups.eval.evaluation import CORRECTED, EvalResult, evaluate
+from ups.eval.goals import mean_and_std
 from ups.eval.goodput_view import read_record
 from ups.eval.later_stages import LaterStages, evaluate_later_stages
 from ups.eval.loading import later_stage_files, load_models, load_sampler
@@ -130,8 +131,8 @@ def later_lines(later: LaterStages) -> list[str]:
     if later.prior is not None:
         lines.append(f"Steady prior vs {later.prior.n_states} held-out long-time states:")
         for name, row in later.prior.rows.items():
-            lines.append(f"  {name:<20} spectrum distance {row['spectrum_distance']:.4g} +- "
-                         f"{row.get('spectrum_distance_std', 0.0):.2g}  MMD {row['mmd']:.4g} +- {row.get('mmd_std', 0.0):.2g}")
+            lines.append(f"  {name:<20} spectrum distance {mean_and_std(row, 'spectrum_distance')}  "
+                         f"MMD {mean_and_std(row, 'mmd')}")
     for g in later.goals:
         lines.append(f"  [{'met' if g.met else 'NOT met'}] {g.stage}: {g.text}")
     return lines

@@ -93,16 +93,13 @@ class StateWhitening:
 
     def in_gaussian(self, x: Tensor) -> Tensor:
         """x [..., tokens, dim] projected onto the directions left to the Gaussian."""
-        return self._apply(self.gaussian, x)
+        return self._apply(self.gaussian, x).to(x.dtype)
 
     def to_latent(self, w: Tensor) -> Tensor:
         """A prior sample [..., tokens, dim] -> a latent state."""
-        return (self._apply(self.colour, w.double()) + self.mean).to(w.dtype)
+        return (self._apply(self.colour, w) + self.mean).to(w.dtype)
 
     @staticmethod
     def _apply(matrix: Tensor, x: Tensor) -> Tensor:
-        """matrix @ x per item, in float64 (whitening spans six decades), returned in x's dtype."""
-        return (x.reshape(*x.shape[:-2], -1).double() @ matrix.T).reshape(x.shape).to(x.dtype)
-
-    def to(self, device: torch.device) -> "StateWhitening":
-        return StateWhitening(*(t.to(device) for t in (self.mean, self.whiten, self.colour, self.gaussian)))
+        """matrix @ x per item, in float64 (whitening spans six decades)."""
+        return (x.reshape(*x.shape[:-2], -1).double() @ matrix.T).reshape(x.shape)
