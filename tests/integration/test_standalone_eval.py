@@ -153,41 +153,30 @@ def test_evaluation_with_skip_training(finished_run, capsys):
     assert Path(meta["last_small_eval"]["report"]).is_file()
 
 
-def test_the_prior_is_trained_on_whitened_states_and_samples_them_back_to_scale(finished_run, tmp_path):
+def test_the_prior_is_trained_on_standardised_states_and_samples_them_back_to_scale(finished_run, tmp_path):
     from ups.errors import CheckpointError
     from ups.eval.loading import load_models, load_sampler
-    from ups.models.whitening import StateWhitening
     from ups.pipeline.context import PipelineContext
 
     config, ckpt = finished_run
     cfg, cpu = load_config(config), torch.device("cpu")
     codec = load_models(cfg, ckpt / "operator_ema.pt", None, cpu).codec
     prior = load_sampler(cfg, ckpt / "steady_prior.pt", "steady_prior", codec, cpu)
-    features = codec.tokens * codec.dim
-    assert prior.states.mean.shape == (codec.tokens, codec.dim) and prior.states.colour.shape == (features, features)
+    assert prior.shift.shape == prior.scale.shape == (codec.tokens, codec.dim) and bool((prior.scale > 0).all())
     ctx = PipelineContext.open(cfg, cpu, log=lambda _: None)
     try:
         (z,) = ctx.long_time_states("train").batch(torch.arange(64))
     finally:
         ctx.close()
-    x = prior.states.to_model(z)  # what the stage trained on, less the noise in the Gaussian directions
-    modelled = int(round(float(features - prior.states.gaussian.trace())))
-    assert 0 < modelled < features  # the codec's latents have null directions
-    assert float(x.pow(2).sum(dim=(1, 2)).mean()) == pytest.approx(modelled * prior.model.sigma_data**2, rel=0.5)
-    torch.testing.assert_close(prior.to_latent(x), z, atol=1e-3 * float(z.abs().max()), rtol=0)
+    x = (z - prior.shift) * prior.scale  # what the stage trained on
+    assert abs(float(x.std()) - prior.model.sigma_data) < 0.25 * prior.model.sigma_data
+    torch.testing.assert_close(prior.to_latent(x), z)
 
     obj = torch.load(ckpt / "steady_prior.pt", weights_only=True)
-    bad = dict(obj, extra={**obj["extra"], "state_colouring": obj["extra"]["state_colouring"][:-1]})
-    torch.save(bad, tmp_path / "steady_prior.pt")
-    with pytest.raises(CheckpointError, match="state_colouring"):
+    obj["extra"]["state_scale"] = obj["extra"]["state_scale"][:-1]
+    torch.save(obj, tmp_path / "steady_prior.pt")
+    with pytest.raises(CheckpointError, match="state_scale"):
         load_sampler(cfg, tmp_path / "steady_prior.pt", "steady_prior", codec, cpu)
-    # A file written before whitening (per-feature scales) is still sampled as it was trained.
-    scale = torch.full((codec.tokens, codec.dim), 2.0)
-    older = dict(obj, extra={"state_mean": prior.states.mean.float().tolist(), "state_scale": scale.tolist()})
-    torch.save(older, tmp_path / "steady_prior.pt")
-    old = load_sampler(cfg, tmp_path / "steady_prior.pt", "steady_prior", codec, cpu)
-    torch.testing.assert_close(old.to_latent(x), x / scale + prior.states.mean.float())
-    assert isinstance(old.states, StateWhitening)
 
 
 def test_the_spread_calibrated_on_val_is_the_factor_that_makes_val_spread_skill_one(finished_run, tmp_path):

@@ -122,6 +122,33 @@ def test_heun_sampler_follows_the_exact_probability_flow_to_second_order():
     assert errors[1] < errors[0] / 3  # Heun: halving the step cuts the error about 4x
 
 
+class UnitGaussianDenoiser(nn.Module):
+    """The exact denoiser of x0 ~ N(0, I), the spread it declares as sigma_data (the steady prior's)."""
+
+    sigma_data = 1.0
+
+    def __init__(self):
+        super().__init__()
+        self.unused = nn.Parameter(torch.zeros(()))
+
+    def forward(self, x, sigma, cond=None):
+        return x / (1 + sigma.reshape(-1, 1, 1) ** 2)
+
+
+def test_samplers_end_with_the_datas_variance_when_sigma_max_is_not_far_above_it():
+    """sigma_max = 2 against sigma_data = 1: a start from sigma_max alone ended at 4/5 of the variance."""
+    for draw in (lambda: sample(UnitGaussianDenoiser(), None, (4000, 2, 4), 32, CFG, _gen(5)),
+                 lambda: consistency_sample(UnitGaussianFlow(), None, (4000, 2, 4), 1, CFG, _gen(5))):
+        assert float(draw().var()) == pytest.approx(1.0, rel=0.05)
+
+
+class UnitGaussianFlow(UnitGaussianDenoiser):
+    """The exact consistency function of x0 ~ N(0, I): the ODE's endpoint, x / sqrt(1 + sigma^2)."""
+
+    def forward(self, x, sigma, cond=None):
+        return x / (1 + sigma.reshape(-1, 1, 1) ** 2).sqrt()
+
+
 def test_sampler_is_a_function_of_the_generator_seed_and_leaves_the_global_rng_alone():
     den = _small_denoiser()
     state = torch.get_rng_state()

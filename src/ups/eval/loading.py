@@ -21,7 +21,6 @@ from ups.models.build import build_diffusion, build_operator, build_steady_prior
 from ups.models.denoiser import Condition, LeadCondition
 from ups.models.diffusion import sample_mean
 from ups.models.latent import LatentCodec
-from ups.models.whitening import StateWhitening
 from ups.resume.atomic import file_digest
 from ups.resume.files import load_output
 from ups import stages
@@ -174,19 +173,19 @@ SAMPLER_BUILDERS: dict[str, Callable[[Config], nn.Module]] = {
 class Sampler:
     """A later stage's denoiser, frozen, with the scale its residuals were trained at.
 
-    A lead-time residual has one factor per rollout step (`scale` [K]). The prior was
-    trained on whitened states (`ups.models.whitening`): `states` maps its samples back
-    to latents; None for a file written before the prior standardised its states.
+    A lead-time residual has one factor per rollout step (`scale` [K]). The prior's
+    states were trained standardised per feature: `shift` is their mean and `scale` a
+    [tokens, dim] tensor; a latent is `x / scale + shift` for a model sample x.
     """
 
     stage: str
     model: nn.Module
     scale: float | Tensor
     file: dict[str, Any]
-    states: Optional[StateWhitening] = None
+    shift: float | Tensor = 0.0
 
     def to_latent(self, x: Tensor) -> Tensor:
-        return x if self.states is None else self.states.to_latent(x)
+        return x / self.scale + self.shift
 
 
 def later_stage_files(operator_path: Path) -> dict[str, Path]:
@@ -206,28 +205,23 @@ def load_sampler(cfg: Config, path: Path, stage: str, codec: LatentCodec, device
     model = _module(SAMPLER_BUILDERS[stage], obj, cfg, path, device)
     if stages.get(stage).upstream:  # the operator's residual, rescaled
         return Sampler(stage, model, _residual_scale(obj, path, model.lead_steps, device), describe_file(path, obj))
-    # A stage that reads no upstream samples latents themselves: whitened ones, standardised
-    # ones in a file written before whitening, raw ones in a file written before either.
-    return Sampler(stage, model, 1.0, describe_file(path, obj), _state_whitening(obj, path, codec, device))
+    # A stage that reads no upstream samples latents themselves: standardised ones, or raw
+    # ones in a file written before the prior standardised its states.
+    shift, scale = _state_statistics(obj, path, codec, device)
+    return Sampler(stage, model, scale, describe_file(path, obj), shift)
 
 
-def _state_whitening(obj: dict[str, Any], path: Path, codec: LatentCodec,
-                     device: torch.device) -> Optional[StateWhitening]:
+def _state_statistics(obj: dict[str, Any], path: Path, codec: LatentCodec,
+                      device: torch.device) -> tuple[float | Tensor, float | Tensor]:
     extra = obj.get("extra") or {}
     if "state_mean" not in extra:
-        return None
-    matrix = "state_colouring" if "state_colouring" in extra else "state_scale"
+        return 0.0, 1.0
     try:
-        mean, stat = (torch.as_tensor(extra[key], dtype=torch.float32).to(device) for key in ("state_mean", matrix))
+        shift, scale = (torch.tensor(extra[key], dtype=torch.float32, device=device)
+                        for key in ("state_mean", "state_scale"))
     except (KeyError, TypeError, ValueError) as e:
-        raise CheckpointError(f"{path} has no usable extra.state_mean/{matrix}; retrain its stage") from e
-    shape, features = (codec.tokens, codec.dim), codec.tokens * codec.dim
-    if mean.shape != shape:
-        raise CheckpointError(f"{path}: extra.state_mean must be {list(shape)}, not {list(mean.shape)}")
-    if matrix == "state_colouring":
-        if stat.shape != (features, features) or not bool(stat.isfinite().all()):
-            raise CheckpointError(f"{path}: extra.state_colouring must be a finite [{features}, {features}] matrix")
-        return StateWhitening.from_colour(mean, stat)
-    if stat.shape != shape or not bool((stat > 0).all()):
-        raise CheckpointError(f"{path}: extra.state_scale must be {list(shape)} and positive")
-    return StateWhitening.per_feature(mean, stat)
+        raise CheckpointError(f"{path} has no usable extra.state_mean/state_scale; retrain its stage") from e
+    shape = (codec.tokens, codec.dim)
+    if shift.shape != shape or scale.shape != shape or not bool((scale > 0).all()):
+        raise CheckpointError(f"{path}: extra.state_mean/state_scale must be {list(shape)} with a positive scale")
+    return shift, scale

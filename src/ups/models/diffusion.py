@@ -107,7 +107,7 @@ def start_std(denoiser: nn.Module, sigma_max: float) -> float:
     spread when sigma_max >> sigma_data (their 80 against 0.5). Here sigma_max is 2.0, against
     the prior's sigma_data of 1.0: starting from sigma_max alone would begin the ODE at
     4/5 of the right variance, and the samples would end with about that fraction of the
-    data's variance (on the quickstart the prior's samples had 0.87 of the states').
+    data's variance (`test_samplers_end_with_the_datas_variance_when_sigma_max_is_not_far_above_it`).
     """
     return math.hypot(sigma_max, unwrap(denoiser).sigma_data)
 

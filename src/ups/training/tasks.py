@@ -19,14 +19,12 @@ from ups.errors import ConfigError
 from ups.models.build import build_diffusion, build_operator, build_steady_prior, build_student
 from ups.models.consistency import consistency_distill_loss
 from ups.models.denoiser import Condition, LeadCondition
-from ups.models.diffusion import edm_loss, randn
-from ups.models.whitening import StateWhitening
+from ups.models.diffusion import edm_loss
 from ups.training.batches import LatentSource
 from ups.pipeline.context import PipelineContext
 from ups.training.loop import BatchSource, StageTask
 
 RESIDUAL_STAT_ITEMS = 2048
-STATE_STAT_ITEMS = 8192  # the prior's states for their covariance (tokens * dim features)
 RESIDUAL_CHUNK = 256  # items per forward pass when computing statistics or caching rollouts
 LEAD_CACHE_MAX_BYTES = 2 * 2**30
 
@@ -87,15 +85,15 @@ def build_consistency_task(ctx: PipelineContext, train: LatentSource, val: Laten
 def build_steady_prior_task(ctx: PipelineContext, train: LatentSource, val: LatentSource) -> StageTask:
     dcfg = ctx.cfg.diffusion
     prior = build_steady_prior(ctx.cfg)
-    white = state_whitening(train, prior.sigma_data)
+    mean, std = state_statistics(train)
+    scale = prior.sigma_data / std
 
     def loss(model, batch, gen, ema):
         (z,) = batch
-        filled = white.to_model(z) + white.in_gaussian(randn(z.shape, gen, z.device)) * prior.sigma_data
-        return edm_loss(model, filled, None, gen, dcfg)
+        return edm_loss(model, (z - mean) * scale, None, gen, dcfg)
 
     return StageTask(prior, loss, train, val,
-                     extra={"state_mean": white.mean.cpu(), "state_colouring": white.colour.cpu()})
+                     extra={"state_mean": mean.cpu().tolist(), "state_scale": scale.cpu().tolist()})
 
 
 @torch.no_grad()
@@ -117,14 +115,19 @@ def rolled_residuals(operator: torch.nn.Module, batch: tuple[torch.Tensor, ...])
 
 
 @torch.no_grad()
-def state_whitening(src: LatentSource, sigma_data: float) -> StateWhitening:
-    """The ZCA whitening (`ups.models.whitening`) of the first train states (deterministic).
+def state_statistics(src: LatentSource) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-feature mean and std [tokens, dim] of the first train states (deterministic).
 
-    The statistics ship with the weights (`extra.state_mean`, `extra.state_colouring`),
-    so a sample is mapped back to a latent exactly as the states were mapped for training.
+    The prior's latents are neither centred nor of one spread (on the quickstart their
+    features' stds range from near 0 to 2.4, against the prior's sigma_data 1.0 and
+    sigma_max 2.0), so its sampler would start from noise narrower than some features
+    and far wider than others. Each feature is standardised to the prior's sigma_data
+    once here, and the statistics ship with the weights. A feature that
+    barely varies keeps a floor of 1e-3 x the largest std, so it is not blown up.
     """
-    z = torch.cat([batch[0].float() for batch in first_batches(src, STATE_STAT_ITEMS)])
-    return StateWhitening.fit(z, sigma_data)
+    z = torch.cat([batch[0].float() for batch in first_batches(src, RESIDUAL_STAT_ITEMS)])
+    std = z.std(0)
+    return z.mean(0), std.clamp_min(1e-3 * float(std.max()))
 
 
 def residual_target(operator: torch.nn.Module, batch: tuple[torch.Tensor, ...],
